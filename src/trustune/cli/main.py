@@ -1,0 +1,74 @@
+"""The `trustune` command: subcommands, one-line errors with exit code 2, --debug tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from trustune import __version__
+from trustune.cli import demo, evaluate, predict, report, train
+from trustune.errors import TrustuneError
+
+__all__ = ["build_parser", "main"]
+
+_COMMANDS = (demo, train, evaluate, predict, report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trustune",
+        description="Fine-tune a pretrained transformer on labeled texts and get a model you can "
+        "trust: evaluated, reported, reproducible.",
+    )
+    parser.add_argument("--version", action="version", version=f"trustune {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in _COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_libraries()
+    from trustune.cli.render import err_console
+
+    try:
+        code: int = args.handler(args)
+        return code
+    except TrustuneError as e:
+        if args.debug:
+            raise
+        err_console.print(f"[bold red]error:[/bold red] {e}", markup=True, highlight=False)
+        return e.exit_code
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except Exception as e:
+        if args.debug:
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/bold red] {type(e).__name__}: {e} (rerun with --debug for the traceback)",
+            markup=True,
+            highlight=False,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

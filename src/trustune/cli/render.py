@@ -1,0 +1,116 @@
+"""Terminal rendering: the progress bar and tables (the library itself never prints)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.progress import (
+    Progress as RichProgress,
+)
+from rich.table import Table
+
+from trustune.progress import Progress
+
+__all__ = ["BarProgress", "err_console", "metrics_table", "out_console"]
+
+out_console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+_TASK_NAMES = {"train": "training", "predict": "predicting"}
+
+
+class BarProgress(Progress):
+    """Shows trustune progress as a rich bar with loss, samples/s and ETA on stderr."""
+
+    def __init__(self, console: Console | None = None, *, enabled: bool = True) -> None:
+        self.console = console or err_console
+        self.enabled = enabled
+        self._bar: RichProgress | None = None
+        self._tasks: dict[str, TaskID] = {}
+
+    def start(self, task: str, *, total: int | None = None, completed: int = 0) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            self._bar = RichProgress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[figures]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                TimeRemainingColumn(), console=self.console, transient=False,
+            )  # fmt: skip
+            self._bar.start()
+        self._tasks[task] = self._bar.add_task(
+            _TASK_NAMES.get(task, task), total=total, completed=completed, figures=""
+        )
+
+    def advance(self, task: str, amount: int = 1, **fields: Any) -> None:
+        if self._bar is None or task not in self._tasks:
+            return
+        parts = []
+        if "loss" in fields:
+            parts.append(f"loss {fields['loss']:.4f}")
+        if "samples_per_s" in fields:
+            parts.append(f"{fields['samples_per_s']:.0f} samples/s")
+        if "epoch" in fields:
+            parts.append(f"epoch {fields['epoch']}")
+        self._bar.update(self._tasks[task], advance=amount, figures="  ".join(parts))
+
+    def message(self, text: str) -> None:
+        if not self.enabled:
+            return
+        (self._bar.console if self._bar else self.console).print(
+            f"[dim]{text}[/dim]", markup=True, highlight=False
+        )
+
+    def end(self, task: str) -> None:
+        if self._bar is not None and task in self._tasks:
+            self._bar.stop_task(self._tasks.pop(task))
+            if not self._tasks:
+                self._bar.stop()
+                self._bar = None
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def metrics_table(result: dict[str, Any], *, title: str) -> list[Table]:
+    """The headline figures, the per-class table and the confusion matrix of an EvalResult."""
+    summary = Table(title=title, show_header=True)
+    summary.add_column("metric")
+    summary.add_column("value", justify="right")
+    for key in ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro",
+                "roc_auc", "pr_auc", "ece", "loss"):  # fmt: skip
+        summary.add_row(key, _fmt(result.get(key)))
+    speed = result.get("speed")
+    if speed:
+        summary.add_row("latency p50 (batch 1)", f"{speed['latency_ms_p50']:.1f} ms")
+        summary.add_row("latency p95 (batch 1)", f"{speed['latency_ms_p95']:.1f} ms")
+        summary.add_row(
+            f"throughput (batch {speed['batch_size']})", f"{speed['throughput_per_s']:.0f} texts/s"
+        )
+    per_class = Table(title="per class")
+    for column in ("class", "precision", "recall", "f1", "support"):
+        per_class.add_column(column, justify="left" if column == "class" else "right")
+    for name, row in result.get("per_class", {}).items():
+        per_class.add_row(name, *(_fmt(row[k]) for k in ("precision", "recall", "f1", "support")))
+    cm = result.get("confusion_matrix", {})
+    confusion = Table(title="confusion matrix (rows: true, columns: predicted)")
+    confusion.add_column("")
+    for name in cm.get("labels", []):
+        confusion.add_column(name, justify="right")
+    for name, row in zip(cm.get("labels", []), cm.get("matrix", []), strict=False):
+        confusion.add_row(name, *(str(v) for v in row))
+    return [summary, per_class, confusion]

@@ -1,0 +1,106 @@
+"""`trustune train`: fine-tune a pretrained model on labeled texts."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+from pathlib import Path
+from typing import Any
+
+from trustune.cli.render import BarProgress, err_console, metrics_table, out_console
+from trustune.config import RunConfig, load_config
+
+__all__ = ["add_parser", "config_flags"]
+
+_SECTIONS = (("data", "data"), ("model", "model"), ("train", "train"))
+
+
+def config_flags() -> list[tuple[str, str, dataclasses.Field[Any]]]:
+    """(flag, section, field) for every configuration field: the flags are generated from them."""
+    out = []
+    defaults = RunConfig()
+    for section, attr in _SECTIONS:
+        for f in dataclasses.fields(getattr(defaults, attr)):
+            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+            out.append((flag, section, f))
+    return out
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "train",
+        help="fine-tune a pretrained model on labeled texts",
+        description="Fine-tune a pretrained transformer on a file of labeled texts and write a run "
+        "folder (model, manifest, metrics, report). Flags override --config; every flag is also a "
+        "key of the YAML config (section.key, e.g. train.batch_size).",
+    )
+    p.add_argument(
+        "--config", metavar="YAML", help="run configuration file (data/model/train sections)"
+    )
+    p.add_argument(
+        "--output",
+        metavar="DIR",
+        default="runs/latest",
+        help="run folder to write (default: runs/latest)",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the last checkpoint in --output"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-speed", action="store_true", help="skip latency/throughput measurement")
+    for flag, section, f in config_flags():
+        default = f.default
+        shown = default.value if isinstance(default, enum.Enum) else default
+        help_text = f.metadata["help"] + (f" (default: {shown})" if shown is not None else "")
+        kwargs: dict[str, Any] = {
+            "dest": f"{section}.{f.name}",
+            "default": argparse.SUPPRESS,
+            "help": help_text,
+        }
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, enum.Enum):
+            kwargs["choices"] = [m.value for m in type(default)]
+        elif isinstance(default, int | float):
+            kwargs["type"] = type(default)
+            kwargs["metavar"] = "N" if isinstance(default, int) else "X"
+        else:
+            kwargs["metavar"] = f.name.split("_")[-1].upper()
+        p.add_argument(flag, **kwargs)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from trustune.run import write_trained_run
+    from trustune.train.loop import train_model
+
+    base = load_config(args.config) if args.config else RunConfig()
+    overrides: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "train": {}}
+    for key, value in vars(args).items():
+        if "." in key:
+            section, name = key.split(".", 1)
+            overrides[section][name] = value
+    config = base.with_overrides(overrides)
+    output = Path(args.output)
+    progress = BarProgress(enabled=not args.quiet)
+    trained = train_model(
+        config, output, resume=args.resume, overwrite=args.overwrite, progress=progress
+    )
+    progress.message("writing the run folder and report")
+    classifier = write_trained_run(output, trained, measure_latency=not args.no_speed)
+    training = classifier.manifest["training"]
+    from trustune.artifact import read_metrics
+
+    for table in metrics_table(
+        read_metrics(output)["validation"], title="validation (best checkpoint)"
+    ):
+        out_console.print(table)
+    err_console.print(
+        f"trained {training['steps']} steps in {training['wall_time_s']:.0f} s "
+        f"({training['train_samples_per_s']:.0f} samples/s, {training['precision']}); "
+        f"best step {training['best_step']}{' (stopped early)' if training['stopped_early'] else ''}"
+    )
+    out_console.print(f"run written to {output}/  report: {output / 'report.html'}")
+    return 0

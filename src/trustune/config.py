@@ -1,0 +1,266 @@
+"""Typed configuration: one dataclass per concern, one YAML file maps onto them 1:1.
+
+The CLI flags of ``trustune train`` are generated from these fields (see
+``cli/train.py``), so a key in the YAML file, a field here and a flag are the
+same thing under three spellings: ``train.batch_size`` / ``--batch-size``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trustune.errors import ConfigError
+
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "Precision",
+    "RunConfig",
+    "SelectionMetric",
+    "TrainConfig",
+    "load_config",
+]
+
+
+class _ListableEnum(enum.StrEnum):
+    @classmethod
+    def list(cls) -> list[str]:
+        return [m.value for m in cls]
+
+    @classmethod
+    def parse(cls, value: Any, key: str) -> Any:
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            raise ConfigError(
+                f"{key}: {value!r} is not allowed. Choose between {cls.list()}"
+            ) from None
+
+
+class Precision(_ListableEnum):
+    """Arithmetic used for training. ``auto`` picks bf16 on a GPU that has it, else fp32."""
+
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
+
+
+class SelectionMetric(_ListableEnum):
+    """Validation metric used for early stopping and best-checkpoint selection."""
+
+    ACCURACY = "accuracy"
+    F1_MACRO = "f1_macro"
+    LOSS = "loss"
+
+
+def _flag(help: str, *, flag: str | None = None, **extra: Any) -> Any:
+    """Field metadata read by the CLI to build its flag."""
+    return {"help": help, "flag": flag, **extra}
+
+
+def _check_positive(key: str, value: float, *, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ConfigError(f"{key}: {value!r} is not a number")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{key}: {value!r} is not allowed, it must be {bound}")
+
+
+@dataclass
+class DataConfig:
+    """Where the labeled data comes from and how it is read."""
+
+    train_file: str | None = field(
+        default=None, metadata=_flag("training data: CSV, TSV, JSONL or Parquet", flag="--data")
+    )
+    validation_file: str | None = field(
+        default=None,
+        metadata=_flag(
+            "validation data (default: a stratified split of --data)", flag="--validation"
+        ),
+    )
+    text_column: str | None = field(
+        default=None, metadata=_flag("column holding the text (detected when unambiguous)")
+    )
+    label_column: str | None = field(
+        default=None, metadata=_flag("column holding the label (detected when unambiguous)")
+    )
+    validation_fraction: float = field(
+        default=0.1, metadata=_flag("share of --data held out when no --validation is given")
+    )
+    max_length: int = field(
+        default=128, metadata=_flag("longest input in tokens; longer texts are truncated")
+    )
+    skip_bad_rows: bool = field(
+        default=False, metadata=_flag("drop rows with empty text or label instead of failing")
+    )
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ConfigError(
+                f"data.validation_fraction: {self.validation_fraction!r} is not allowed, "
+                "it must be between 0 and 1 (exclusive)"
+            )
+        _check_positive("data.max_length", self.max_length)
+
+
+@dataclass
+class ModelConfig:
+    """Which pretrained checkpoint to start from."""
+
+    name: str = field(
+        default="minilm",
+        metadata=_flag(
+            "'minilm' (bundled), a local checkpoint folder, or a hub id", flag="--model"
+        ),
+    )
+
+
+@dataclass
+class TrainConfig:
+    """How the model is fine-tuned."""
+
+    epochs: int = field(default=3, metadata=_flag("passes over the training data"))
+    batch_size: int = field(default=32, metadata=_flag("examples per optimizer step (per device)"))
+    lr: float = field(default=5e-5, metadata=_flag("peak learning rate of AdamW"))
+    weight_decay: float = field(default=0.01, metadata=_flag("AdamW weight decay"))
+    warmup_ratio: float = field(default=0.06, metadata=_flag("share of steps with linear warm-up"))
+    gradient_accumulation_steps: int = field(
+        default=1, metadata=_flag("micro-batches accumulated per optimizer step")
+    )
+    max_grad_norm: float = field(default=1.0, metadata=_flag("clip gradients to this L2 norm"))
+    precision: Precision = field(
+        default=Precision.AUTO, metadata=_flag("arithmetic: " + "|".join(Precision.list()))
+    )
+    group_by_length: bool = field(
+        default=True, metadata=_flag("batch texts of similar length together (less padding)")
+    )
+    evaluate_every: int = field(
+        default=0, metadata=_flag("validate every N optimizer steps (0: once per epoch)")
+    )
+    early_stopping_patience: int = field(
+        default=2, metadata=_flag("stop after N validations without improvement (0: never)")
+    )
+    selection_metric: SelectionMetric = field(
+        default=SelectionMetric.ACCURACY,
+        metadata=_flag("validation metric for early stopping: " + "|".join(SelectionMetric.list())),
+    )
+    keep_checkpoints: int = field(default=2, metadata=_flag("how many recent checkpoints to keep"))
+    seed: int = field(default=42, metadata=_flag("seed for weights, data order and splits"))
+
+    def __post_init__(self) -> None:
+        self.precision = Precision.parse(self.precision, "train.precision")
+        self.selection_metric = SelectionMetric.parse(
+            self.selection_metric, "train.selection_metric"
+        )
+        for key in (
+            "epochs",
+            "batch_size",
+            "lr",
+            "gradient_accumulation_steps",
+            "keep_checkpoints",
+            "max_grad_norm",
+        ):
+            _check_positive(f"train.{key}", getattr(self, key))
+        for key in ("weight_decay", "evaluate_every", "early_stopping_patience"):
+            _check_positive(f"train.{key}", getattr(self, key), allow_zero=True)
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError(f"train.warmup_ratio: {self.warmup_ratio!r} must be in [0, 1)")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines one fine-tuning run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON/YAML-ready dict (enums as their values)."""
+        out: dict[str, Any] = {}
+        for section in dataclasses.fields(self):
+            values = dataclasses.asdict(getattr(self, section.name))
+            out[section.name] = {
+                k: (v.value if isinstance(v, enum.Enum) else v) for k, v in values.items()
+            }
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], *, source: str = "config") -> RunConfig:
+        """Build from a nested dict; unknown sections or keys are errors naming the key."""
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: expected a mapping with sections {_section_names()}")
+        sections: dict[str, Any] = {}
+        for name, value in raw.items():
+            section_type = _SECTIONS.get(name)
+            if section_type is None:
+                raise ConfigError(
+                    f"{source}: unknown section {name!r}. Choose between {_section_names()}"
+                )
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: section {name!r} must be a mapping of keys")
+            known = {f.name: f for f in dataclasses.fields(section_type)}
+            for key, item in value.items():
+                if key not in known:
+                    raise ConfigError(
+                        f"{source}: unknown key {name}.{key}. Allowed keys: {sorted(known)}"
+                    )
+                _check_type(f"{name}.{key}", item, known[key])
+            try:
+                sections[name] = section_type(**value)
+            except TypeError as e:
+                raise ConfigError(f"{source}: section {name!r}: {e}") from None
+        return cls(**sections)
+
+    def with_overrides(self, overrides: dict[str, dict[str, Any]]) -> RunConfig:
+        """A copy with ``{"train": {"epochs": 2}}``-style overrides applied (CLI flags)."""
+        merged = self.to_dict()
+        for section, values in overrides.items():
+            merged[section].update(values)
+        return RunConfig.from_dict(merged, source="flags")
+
+
+_SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _section_names() -> list[str]:
+    return sorted(_SECTIONS)
+
+
+def _check_type(key: str, value: Any, spec: dataclasses.Field[Any]) -> None:
+    default = spec.default if spec.default is not dataclasses.MISSING else None
+    if value is None or default is None or isinstance(default, enum.Enum):
+        return
+    expected: type | tuple[type, ...] = type(default)
+    if expected is float:
+        expected = (int, float)
+    if isinstance(value, bool) and expected is not bool:
+        raise ConfigError(f"{key}: {value!r} is not a {type(default).__name__}")
+    if not isinstance(value, expected):
+        raise ConfigError(f"{key}: {value!r} is not a {type(default).__name__}")
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a YAML run configuration; every key must be known."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise ConfigError(f"config file {p}{where} is not valid YAML: {e}") from None
+    return RunConfig.from_dict(raw, source=str(p))

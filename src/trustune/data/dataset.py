@@ -1,0 +1,218 @@
+"""Loading labeled data: read, pick columns, check rows, encode labels, split, fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trustune.data.columns import Columns, detect_columns
+from trustune.data.labels import LabelMap
+from trustune.data.readers import read_table
+from trustune.errors import DataError
+
+__all__ = [
+    "LabeledData",
+    "TrainingData",
+    "file_sha256",
+    "load_texts",
+    "load_training_data",
+    "read_labeled",
+]
+
+
+@dataclass
+class LabeledData:
+    """Texts with raw labels, plus what the manifest records about where they came from."""
+
+    texts: list[str]
+    raw_labels: list[Any]
+    info: dict[str, Any] = field(default_factory=dict)
+    labels: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def encode(self, label_map: LabelMap, *, source: str) -> None:
+        """Fill ``labels`` with class indices and ``info['class_counts']``."""
+        self.labels = label_map.encode(self.raw_labels, source=source)
+        counts = np.bincount(np.asarray(self.labels, dtype=np.int64), minlength=len(label_map))
+        self.info["class_counts"] = {
+            str(n): int(c) for n, c in zip(label_map.names, counts, strict=True)
+        }
+
+    def subset(self, indices: np.ndarray, **info: Any) -> LabeledData:
+        return LabeledData(
+            texts=[self.texts[i] for i in indices],
+            raw_labels=[self.raw_labels[i] for i in indices],
+            info={**self.info, "rows": len(indices), **info},
+        )
+
+
+@dataclass
+class TrainingData:
+    """Everything fine-tuning needs from the data side."""
+
+    train: LabeledData
+    validation: LabeledData
+    label_map: LabelMap
+    columns: Columns
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _describe_rows(rows: list[int]) -> str:
+    shown = ", ".join(str(r) for r in rows[:8])
+    return f"{shown}{' ...' if len(rows) > 8 else ''}"
+
+
+def _text_stats(texts: list[str]) -> dict[str, float]:
+    if not texts:
+        return {"mean": 0.0, "p50": 0.0, "p95": 0.0, "max": 0.0}
+    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    return {
+        "mean": round(float(lengths.mean()), 1),
+        "p50": float(np.percentile(lengths, 50)),
+        "p95": float(np.percentile(lengths, 95)),
+        "max": float(lengths.max()),
+    }
+
+
+def _clean_rows(
+    frame: pd.DataFrame, columns: Columns | None, *, path: Path, skip_bad_rows: bool
+) -> tuple[list[str], list[Any], int]:
+    text_col = frame[columns.text] if columns else frame.iloc[:, 0]
+    texts = text_col.map(
+        lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+    )
+    bad = texts.str.strip() == ""
+    what = "an empty text"
+    if columns is not None:
+        label_null = frame[columns.label].isna() | (
+            frame[columns.label].astype(str).str.strip() == ""
+        )
+        bad = bad | label_null
+        what = "an empty text or label"
+    bad_rows = [int(i) + 1 for i in np.flatnonzero(bad.to_numpy())]
+    if bad_rows and not skip_bad_rows:
+        raise DataError(
+            f"{path}: {len(bad_rows)} row(s) have {what} (data rows {_describe_rows(bad_rows)}, "
+            "counting from 1 after the header). Fix them or pass --skip-bad-rows"
+        )
+    keep = ~bad.to_numpy()
+    labels = frame[columns.label].to_numpy()[keep].tolist() if columns else []
+    return texts[keep].tolist(), labels, len(bad_rows)
+
+
+def read_labeled(
+    path: str | Path,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    skip_bad_rows: bool = False,
+) -> tuple[LabeledData, Columns]:
+    """Read one labeled file; empty texts/labels are an error naming the rows (or skipped)."""
+    p = Path(path)
+    frame = read_table(p)
+    columns = detect_columns(frame, text_column=text_column, label_column=label_column)
+    texts, labels, skipped = _clean_rows(frame, columns, path=p, skip_bad_rows=skip_bad_rows)
+    if not texts:
+        raise DataError(f"{p} has no usable rows")
+    info = {
+        "path": str(p),
+        "sha256": file_sha256(p),
+        "rows": len(texts),
+        "skipped_rows": skipped,
+        "text_chars": _text_stats(texts),
+    }
+    return LabeledData(texts=texts, raw_labels=labels, info=info), columns
+
+
+def load_texts(
+    path: str | Path, *, text_column: str | None = None, skip_bad_rows: bool = False
+) -> tuple[list[str], pd.DataFrame]:
+    """Read texts to predict; a label column, if any, is kept in the returned frame."""
+    p = Path(path)
+    frame = read_table(p)
+    if text_column is None:
+        try:
+            text_column = detect_columns(frame).text
+        except DataError:
+            if frame.shape[1] != 1:
+                raise
+            text_column = str(frame.columns[0])
+    elif text_column not in frame.columns:
+        raise DataError(
+            f"no text column {text_column!r}; the columns are {list(frame.columns)}. "
+            "Pass --text-column with one of them"
+        )
+    ordered = frame[[text_column, *[c for c in frame.columns if c != text_column]]]
+    texts, _, _ = _clean_rows(ordered, None, path=p, skip_bad_rows=skip_bad_rows)
+    if skip_bad_rows:
+        keep = ordered.iloc[:, 0].astype(str).str.strip().ne("") & ordered.iloc[:, 0].notna()
+        frame = frame[keep.to_numpy()].reset_index(drop=True)
+    return texts, frame
+
+
+def _split(data: LabeledData, fraction: float, seed: int) -> tuple[LabeledData, LabeledData]:
+    from sklearn.model_selection import train_test_split
+
+    indices = np.arange(len(data))
+    labels = np.asarray(data.labels)
+    counts = np.bincount(labels)
+    stratify = labels if counts[counts > 0].min() >= 2 else None
+    n_val = max(round(len(data) * fraction), len(counts) if stratify is not None else 1)
+    if n_val >= len(data):
+        raise DataError(
+            f"{data.info['path']} has too few rows ({len(data)}) to hold out a validation split; "
+            "pass --validation FILE"
+        )
+    train_idx, val_idx = train_test_split(
+        indices, test_size=n_val, random_state=seed, shuffle=True, stratify=stratify
+    )
+    train = data.subset(np.sort(train_idx), split_from=data.info["path"])
+    val = data.subset(np.sort(val_idx), split_from_train=True)
+    return train, val
+
+
+def load_training_data(
+    train_file: str | Path,
+    *,
+    validation_file: str | Path | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    validation_fraction: float = 0.1,
+    skip_bad_rows: bool = False,
+    seed: int = 42,
+) -> TrainingData:
+    """Load train (and validation) data, build the label map, split when no validation is given."""
+    train, columns = read_labeled(
+        train_file, text_column=text_column, label_column=label_column, skip_bad_rows=skip_bad_rows
+    )
+    label_map = LabelMap.from_values(train.raw_labels)
+    train.encode(label_map, source=str(train_file))
+    if validation_file is not None:
+        validation, _ = read_labeled(
+            validation_file,
+            text_column=text_column or columns.text,
+            label_column=label_column or columns.label,
+            skip_bad_rows=skip_bad_rows,
+        )
+        validation.encode(label_map, source=f"validation file {validation_file}")
+    else:
+        train, validation = _split(train, validation_fraction, seed)
+        for part in (train, validation):
+            part.encode(label_map, source=str(train_file))
+            part.info["text_chars"] = _text_stats(part.texts)
+    return TrainingData(train=train, validation=validation, label_map=label_map, columns=columns)

@@ -1,0 +1,83 @@
+"""The one place models are loaded: safetensors only, never remote code, never pickle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from trustune.errors import ModelError, UnsafeModelError
+from trustune.models.resolve import ResolvedModel
+
+__all__ = ["PICKLE_SUFFIXES", "check_checkpoint_folder", "load_classifier", "load_tokenizer"]
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def check_checkpoint_folder(folder: Path) -> None:
+    """Refuse folders whose loading could run foreign code or that hold no safetensors weights."""
+    config_path = folder / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelError(f"{config_path} cannot be read as JSON: {e}") from None
+    if "auto_map" in config:
+        raise UnsafeModelError(
+            f"{folder} asks for remote code (auto_map in config.json); trustune never runs "
+            "code that ships with a model. Use a checkpoint of a built-in transformers architecture"
+        )
+    if not any(folder.glob("*.safetensors")):
+        pickled = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickled:
+            raise UnsafeModelError(
+                f"{folder} holds pickle weights only ({', '.join(pickled)}); trustune loads "
+                "safetensors only. Convert once in a trusted environment: "
+                "model.save_pretrained(folder, safe_serialization=True)"
+            )
+        raise ModelError(f"{folder} has no *.safetensors weights")
+
+
+def _prepare(model: ResolvedModel) -> dict[str, Any]:
+    if model.is_local:
+        check_checkpoint_folder(Path(model.location))
+    return {"trust_remote_code": False, "use_safetensors": True}
+
+
+def load_classifier(
+    model: ResolvedModel, *, num_labels: int | None = None, id2label: dict[int, str] | None = None
+) -> Any:
+    """An ``AutoModelForSequenceClassification``; a new head when ``num_labels`` is given."""
+    import transformers
+    from transformers import AutoModelForSequenceClassification
+
+    kwargs = _prepare(model)
+    if id2label is not None:
+        kwargs["num_labels"] = len(id2label)
+        kwargs["id2label"] = id2label
+        kwargs["label2id"] = {v: k for k, v in id2label.items()}
+        # A checkpoint that already has a classifier head gets a new one of the right size.
+        kwargs["ignore_mismatched_sizes"] = True
+    elif num_labels is not None:
+        kwargs["num_labels"] = num_labels
+    previous = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # the "newly initialized head" notice is expected
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(model.location, **kwargs)
+    except UnsafeModelError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"cannot load model {model.source!r}: {first}") from None
+    finally:
+        transformers.logging.set_verbosity(previous)
+
+
+def load_tokenizer(model: ResolvedModel) -> Any:
+    """The fast tokenizer that belongs to the checkpoint."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(model.location, trust_remote_code=False, use_fast=True)
+    except (OSError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"cannot load the tokenizer of {model.source!r}: {first}") from None

@@ -1,0 +1,117 @@
+"""Writing a finished run: model folder, manifest, metrics and report, each atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trustune import __version__
+from trustune.artifact import (
+    FORMAT_VERSION,
+    MANIFEST,
+    METRICS,
+    atomic_dir,
+    atomic_write_json,
+    environment,
+    hash_files,
+    read_manifest,
+    read_metrics,
+    utc_now,
+)
+from trustune.classifier import TextClassifier
+from trustune.evaluate import classification_metrics
+from trustune.inference import compute_logits, softmax
+from trustune.train.batching import encode_texts
+from trustune.train.loop import TrainedModel
+
+__all__ = ["record_evaluation", "save_records", "write_trained_run"]
+
+
+def save_records(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Write metrics, manifest (with file hashes) and the report; the manifest goes last."""
+    from trustune.report import write_report
+
+    manifest["files"] = hash_files(run_dir)
+    atomic_write_json(run_dir / METRICS, metrics)
+    write_report(run_dir, manifest, metrics)
+    atomic_write_json(run_dir / MANIFEST, manifest)
+
+
+def _data_section(trained: TrainedModel) -> dict[str, Any]:
+    out = {}
+    for name, part in (("train", trained.data.train), ("validation", trained.data.validation)):
+        out[name] = {**part.info, "truncated": trained.truncated[name]}
+    return out
+
+
+def write_trained_run(
+    run_dir: Path, trained: TrainedModel, *, measure_latency: bool = True
+) -> TextClassifier:
+    """Save the best model and every record of the run; returns the loaded classifier."""
+    with atomic_dir(run_dir / "model") as tmp:
+        trained.model.save_pretrained(tmp, safe_serialization=True)
+        trained.tokenizer.save_pretrained(tmp)
+    state = trained.state
+    labels = list(trained.data.label_map.names)
+    val = trained.data.validation
+    encoded = encode_texts(trained.tokenizer, val.texts, max_length=trained.config.data.max_length)
+    pad_id = trained.tokenizer.pad_token_id or 0
+    probs = softmax(compute_logits(trained.model, encoded, batch_size=64, pad_id=pad_id))
+    validation = {"data": {k: val.info.get(k) for k in ("path", "sha256", "rows", "skipped_rows")}}
+    validation.update(classification_metrics(val.labels, probs, label_names=labels))
+    training = {
+        "precision": trained.precision.value,
+        "device": trained.device,
+        "world_size": trained.world_size,
+        "steps": state.step,
+        "epochs_completed": state.epoch,
+        "samples_seen": state.samples_seen,
+        "best_step": state.best_step,
+        "best_metric": abs(state.best_metric) if state.best_metric is not None else None,
+        "selection_metric": trained.config.train.selection_metric.value,
+        "selection_data": "validation",
+        "stopped_early": trained.stopped_early,
+        "wall_time_s": round(state.train_time_s, 3),
+        "train_samples_per_s": round(state.samples_seen / max(state.train_time_s, 1e-9), 2),
+        "history": state.history,
+        **state.extra,
+    }
+    n_params = sum(p.numel() for p in trained.model.parameters())
+    manifest: dict[str, Any] = {
+        "format": "trustune.run",
+        "format_version": FORMAT_VERSION,
+        "task": "text-classification",
+        "created": utc_now(),
+        "trustune_version": __version__,
+        "config": trained.config.to_dict(),
+        "labels": labels,
+        "text_column": trained.data.columns.text,
+        "label_column": trained.data.columns.label,
+        "data": _data_section(trained),
+        "model": {
+            "source": trained.resolved.source,
+            "resolved": trained.resolved.location,
+            "architecture": type(trained.model).__name__,
+            "parameters": n_params,
+        },
+        "training": training,
+        "environment": environment(),
+    }
+    classifier = TextClassifier(
+        run_dir, model=trained.model, tokenizer=trained.tokenizer, manifest=manifest
+    )
+    if measure_latency:
+        validation["speed"] = classifier.measure_speed(val.texts)
+    metrics = {"validation": validation, "evaluations": {}}
+    save_records(run_dir, manifest, metrics)
+    return classifier
+
+
+def record_evaluation(run_dir: Path, name: str, result: dict[str, Any]) -> None:
+    """Add an evaluation to metrics.json and the manifest, and refresh the report."""
+    manifest = read_manifest(run_dir)
+    metrics = read_metrics(run_dir)
+    metrics.setdefault("evaluations", {})[name] = result
+    summary = {k: result.get(k) for k in ("accuracy", "f1_macro", "roc_auc", "pr_auc", "ece")}
+    manifest.setdefault("metrics", {})[name] = {**summary, "data": result["data"]}
+    save_records(run_dir, manifest, metrics)

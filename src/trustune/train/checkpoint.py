@@ -1,0 +1,201 @@
+"""Checkpoints without pickle: tensors in safetensors, everything else in JSON.
+
+A checkpoint is a folder ``checkpoints/step-000120/`` written under a temporary name and
+renamed when complete, so a crash or a full disk never leaves a half checkpoint behind
+and the previous one stays intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from trustune.errors import ArtifactError, CheckpointError
+
+__all__ = [
+    "TrainingState",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "read_checkpoint_info",
+    "save_checkpoint",
+    "save_weights",
+]
+
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+@dataclass
+class TrainingState:
+    """Where training stands, enough to continue exactly from here."""
+
+    epoch: int = 0  # current epoch (0-based)
+    batches_done: int = 0  # micro-batches of the current epoch already consumed
+    step: int = 0  # optimizer steps taken
+    samples_seen: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    evaluations_without_improvement: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_time_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)  # sections later stages add (privacy ...)
+
+
+def _state_to_tensors(prefix: str, state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], Any]:
+    """Split a nested state dict into flat tensors and a JSON skeleton that names them."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(value: Any, key: str) -> Any:
+        if isinstance(value, torch.Tensor):
+            name = f"{prefix}{key}"
+            tensors[name] = value.detach().cpu().contiguous()
+            return {"__tensor__": name}
+        if isinstance(value, dict):
+            return {"__dict__": [[k, walk(v, f"{key}.{k}")] for k, v in value.items()]}
+        if isinstance(value, list | tuple):
+            return [walk(v, f"{key}.{i}") for i, v in enumerate(value)]
+        return value
+
+    return tensors, walk(state, "")
+
+
+def _state_from_tensors(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(skeleton, dict) and "__tensor__" in skeleton:
+        return tensors[skeleton["__tensor__"]]
+    if isinstance(skeleton, dict) and "__dict__" in skeleton:
+        return {k: _state_from_tensors(v, tensors) for k, v in skeleton["__dict__"]}
+    if isinstance(skeleton, list):
+        return [_state_from_tensors(v, tensors) for v in skeleton]
+    return skeleton
+
+
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    np_state: Any = np.random.get_state()
+    tensors = {
+        "rng.torch": torch.get_rng_state(),
+        "rng.numpy": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+    }
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    py_version, py_internal, py_gauss = random.getstate()
+    meta = {
+        "python": [py_version, list(py_internal), py_gauss],
+        "numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
+    }
+    return tensors, meta
+
+
+def _restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    version, internal, gauss = meta["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state(
+        (name, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, cached)
+    )
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> None:
+    """Model weights as safetensors (shared tensors cloned so the file is self-contained)."""
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata={"format": "pt"})
+
+
+def save_checkpoint(
+    folder: Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: TrainingState,
+    run_info: dict[str, Any],
+    keep: int,
+) -> Path:
+    """Write ``folder/step-N`` atomically, then prune to the ``keep`` most recent."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"step-{state.step:06d}"
+    tmp = folder / f".tmp-step-{state.step:06d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        save_weights(model, tmp / "model.safetensors")
+        opt_tensors, opt_skeleton = _state_to_tensors("optimizer", optimizer.state_dict())
+        rng_tensors, rng_meta = _rng_state()
+        save_file({**opt_tensors, **rng_tensors}, str(tmp / "optimizer.safetensors"))
+        payload = {
+            "state": state.__dict__,
+            "optimizer": opt_skeleton,
+            "scheduler": scheduler.state_dict(),
+            "rng": rng_meta,
+            "run": run_info,
+        }
+        (tmp / "state.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = latest_checkpoint(folder)
+        kept = (
+            f"the previous checkpoint {previous.name} is intact"
+            if previous
+            else "no checkpoint was kept"
+        )
+        raise ArtifactError(
+            f"could not write checkpoint {final}: {e.strerror or e}; {kept}"
+        ) from None
+    for old in _step_dirs(folder)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _step_dirs(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and _STEP_DIR.match(p.name)]
+    return sorted(found, key=lambda p: int(_STEP_DIR.match(p.name).group(1)))  # type: ignore[union-attr]
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The most recent complete checkpoint, or None."""
+    dirs = [p for p in _step_dirs(folder) if (p / "state.json").is_file()]
+    return dirs[-1] if dirs else None
+
+
+def load_checkpoint(
+    path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> tuple[TrainingState, dict[str, Any]]:
+    """Restore model, optimizer, scheduler and RNG; returns the state and the run info."""
+    try:
+        payload = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        weights = load_file(str(path / "model.safetensors"))
+        tensors = load_file(str(path / "optimizer.safetensors"))
+    except (OSError, json.JSONDecodeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {e}") from None
+    model.load_state_dict(weights, strict=False)
+    optimizer.load_state_dict(_state_from_tensors(payload["optimizer"], tensors))
+    scheduler.load_state_dict(payload["scheduler"])
+    _restore_rng(tensors, payload["rng"])
+    return TrainingState(**payload["state"]), payload["run"]
+
+
+def read_checkpoint_info(path: Path) -> dict[str, Any]:
+    """The run info of a checkpoint (config and data fingerprints) without loading tensors."""
+    try:
+        info: dict[str, Any] = json.loads((path / "state.json").read_text(encoding="utf-8"))["run"]
+    except (OSError, json.JSONDecodeError, KeyError) as e:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {e}") from None
+    return info

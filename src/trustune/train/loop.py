@@ -1,0 +1,353 @@
+"""Fine-tuning: the Accelerate training loop with evaluation, early stopping and checkpoints."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trustune.config import Precision, RunConfig, SelectionMetric
+from trustune.data import TrainingData, load_training_data
+from trustune.errors import ArtifactError, CheckpointError, ConfigError, TrainingInterrupted
+from trustune.evaluate import quick_metrics
+from trustune.inference import compute_logits, softmax
+from trustune.models import ResolvedModel, load_classifier, load_tokenizer, resolve_model
+from trustune.progress import Progress
+from trustune.train.batching import LengthGroupedBatchSampler, collate, encode_texts
+from trustune.train.checkpoint import (
+    TrainingState,
+    latest_checkpoint,
+    load_checkpoint,
+    read_checkpoint_info,
+    save_checkpoint,
+    save_weights,
+)
+from trustune.train.interrupt import StopRequest
+from trustune.train.setup import build_optimizer, build_scheduler, resolve_precision
+
+__all__ = ["TrainedModel", "train_model"]
+
+
+@dataclass
+class TrainedModel:
+    """What the loop hands to the run writer."""
+
+    model: Any  # a transformers PreTrainedModel
+    tokenizer: Any
+    data: TrainingData
+    resolved: ResolvedModel
+    config: RunConfig
+    state: TrainingState
+    precision: Precision
+    device: str
+    world_size: int
+    stopped_early: bool
+    truncated: dict[str, int]
+
+
+class _Indices(torch.utils.data.Dataset[int]):
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+def _prepare_output(output: Path, *, resume: bool, overwrite: bool) -> Path | None:
+    """Check the output folder; returns the checkpoint to resume from, if any."""
+    checkpoints = output / "checkpoints"
+    if resume:
+        found = latest_checkpoint(checkpoints)
+        if found is None:
+            raise CheckpointError(
+                f"no checkpoint to resume in {checkpoints}; start without --resume"
+            )
+        return found
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        if not overwrite:
+            raise ArtifactError(
+                f"{output} already exists; pass --overwrite to replace it (the current run stays "
+                "intact until the new one is complete) or --resume to continue its training"
+            )
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    return None
+
+
+def _fingerprints(data: TrainingData) -> dict[str, Any]:
+    return {
+        name: {"sha256": part.info["sha256"], "rows": part.info["rows"]}
+        for name, part in (("train", data.train), ("validation", data.validation))
+    }
+
+
+def _selection_value(metrics: dict[str, float], metric: SelectionMetric) -> float:
+    value = metrics[metric.value]
+    return -value if metric is SelectionMetric.LOSS else value
+
+
+class _Trainer:
+    """One fine-tuning run; ``run()`` returns the best model."""
+
+    def __init__(self, config: RunConfig, output: Path, progress: Progress) -> None:
+        from accelerate import Accelerator
+
+        self.config, self.output, self.progress = config, output, progress
+        self.checkpoints = output / "checkpoints"
+        tc = config.train
+        self.precision = resolve_precision(tc.precision, cuda=torch.cuda.is_available())
+        self.accelerator = Accelerator(
+            mixed_precision="bf16" if self.precision is Precision.BF16 else "no",
+            gradient_accumulation_steps=tc.gradient_accumulation_steps,
+        )
+
+    def load(self) -> None:
+        cfg, dc = self.config, self.config.data
+        if dc.train_file is None:
+            raise ConfigError(
+                "no training data: pass --data FILE (or data.train_file in the config)"
+            )
+        self.data = load_training_data(
+            dc.train_file, validation_file=dc.validation_file, text_column=dc.text_column,
+            label_column=dc.label_column, validation_fraction=dc.validation_fraction,
+            skip_bad_rows=dc.skip_bad_rows, seed=cfg.train.seed,
+        )  # fmt: skip
+        self.resolved = resolve_model(cfg.model.name)
+        self.tokenizer = load_tokenizer(self.resolved)
+        self.model = load_classifier(self.resolved, id2label=self.data.label_map.id2label())
+        self.pad_id = self.tokenizer.pad_token_id or 0
+        self.train_enc = encode_texts(
+            self.tokenizer, self.data.train.texts, max_length=dc.max_length
+        )
+        self.val_enc = encode_texts(
+            self.tokenizer, self.data.validation.texts, max_length=dc.max_length
+        )
+
+    def _loader(self) -> Any:
+        tc = self.config.train
+        self.sampler = LengthGroupedBatchSampler(
+            self.train_enc.lengths(),
+            batch_size=tc.batch_size,
+            seed=tc.seed,
+            group_by_length=tc.group_by_length,
+        )
+        ids, labels, pad = self.train_enc.input_ids, self.data.train.labels, self.pad_id
+        return torch.utils.data.DataLoader(
+            _Indices(len(ids)),
+            batch_sampler=self.sampler,
+            collate_fn=lambda idx: collate(
+                [ids[i] for i in idx], pad_id=pad, labels=[labels[i] for i in idx]
+            ),
+            # Its own generator: a new iterator then draws no number from the global RNG,
+            # so dropout after a resume sees the same random stream as an uninterrupted run.
+            generator=torch.Generator().manual_seed(tc.seed),
+        )
+
+    def validate(self) -> dict[str, float]:
+        model = self.accelerator.unwrap_model(self.model)
+        batch = max(64, self.config.train.batch_size * 2)
+        with self.accelerator.autocast():
+            logits = compute_logits(
+                model,
+                self.val_enc,
+                batch_size=batch,
+                pad_id=self.pad_id,
+                device=self.accelerator.device,
+            )
+        model.train()
+        return quick_metrics(np.asarray(self.data.validation.labels), softmax(logits))
+
+    def run(self, resume_from: Path | None) -> TrainedModel:
+        acc, tc = self.accelerator, self.config.train
+        loader = self._loader()
+        batches_per_epoch = len(self.sampler)
+        steps_per_epoch = -(-batches_per_epoch // tc.gradient_accumulation_steps)
+        total_steps = steps_per_epoch * tc.epochs
+        optimizer = build_optimizer(self.model, tc)
+        scheduler = build_scheduler(
+            optimizer, total_steps=total_steps, warmup_ratio=tc.warmup_ratio
+        )
+        self.model, optimizer, loader = acc.prepare(self.model, optimizer, loader)
+        state = TrainingState()
+        if resume_from is not None:
+            state, info = load_checkpoint(
+                resume_from,
+                model=acc.unwrap_model(self.model),
+                optimizer=optimizer,
+                scheduler=scheduler,
+            )
+            if info.get("data") != _fingerprints(self.data):
+                raise CheckpointError(
+                    f"the training data changed since checkpoint {resume_from.name} was written; "
+                    "resume needs the same files (or start a new run without --resume)"
+                )
+            self.progress.message(
+                f"resuming from {resume_from.name} (step {state.step}, epoch {state.epoch + 1})"
+            )
+        run_info = {"config": self.config.to_dict(), "data": _fingerprints(self.data)}
+        stopped_early = False
+        self.model.train()
+        self.progress.start("train", total=total_steps, completed=state.step)
+        started = time.perf_counter()
+        since_eval_loss, since_eval_n, since_eval_samples, since_eval_t = (
+            0.0,
+            0,
+            0,
+            time.perf_counter(),
+        )
+
+        def checkpoint() -> None:
+            state.train_time_s += time.perf_counter() - started_segment[0]
+            started_segment[0] = time.perf_counter()
+            if acc.is_main_process:
+                save_checkpoint(
+                    self.checkpoints,
+                    model=acc.unwrap_model(self.model),
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    state=state,
+                    run_info=run_info,
+                    keep=tc.keep_checkpoints,
+                )
+            acc.wait_for_everyone()
+
+        def evaluate() -> bool:
+            nonlocal since_eval_loss, since_eval_n, since_eval_samples, since_eval_t
+            metrics = self.validate()
+            elapsed = time.perf_counter() - since_eval_t
+            entry = {
+                "epoch": round(state.epoch + state.batches_done / max(batches_per_epoch, 1), 3),
+                "step": state.step,
+                "train_loss": since_eval_loss / max(since_eval_n, 1),
+                "val_loss": metrics["loss"], "val_accuracy": metrics["accuracy"], "val_f1_macro": metrics["f1_macro"],
+                "lr": scheduler.get_last_lr()[0], "samples_per_s": since_eval_samples / max(elapsed, 1e-9),
+            }  # fmt: skip
+            state.history.append(entry)
+            since_eval_loss, since_eval_n, since_eval_samples, since_eval_t = (
+                0.0,
+                0,
+                0,
+                time.perf_counter(),
+            )
+            value = _selection_value(metrics, tc.selection_metric)
+            self.progress.message(
+                f"step {state.step}: val accuracy {metrics['accuracy']:.4f}, val loss {metrics['loss']:.4f}"
+            )
+            if state.best_metric is None or value > state.best_metric:
+                state.best_metric, state.best_step = value, state.step
+                state.evaluations_without_improvement = 0
+                if acc.is_main_process:
+                    best = self.checkpoints / "best"
+                    best.mkdir(parents=True, exist_ok=True)
+                    tmp = best / ".model.safetensors.tmp"
+                    save_weights(acc.unwrap_model(self.model), tmp)
+                    os.replace(tmp, best / "model.safetensors")
+            else:
+                state.evaluations_without_improvement += 1
+            checkpoint()
+            return (
+                bool(tc.early_stopping_patience)
+                and state.evaluations_without_improvement >= tc.early_stopping_patience
+            )
+
+        started_segment = [time.perf_counter()]
+        with StopRequest() as stop:
+            try:
+                while state.epoch < tc.epochs and not stopped_early:
+                    self.sampler.position(state.epoch, start_batch=state.batches_done)
+                    for batch in loader:
+                        with acc.accumulate(self.model):
+                            loss = self.model(**batch).loss
+                            acc.backward(loss)
+                            if acc.sync_gradients and tc.max_grad_norm:
+                                acc.clip_grad_norm_(self.model.parameters(), tc.max_grad_norm)
+                            optimizer.step()
+                            optimizer.zero_grad(set_to_none=True)
+                        n = int(batch["input_ids"].shape[0]) * acc.num_processes
+                        state.batches_done += 1
+                        state.samples_seen += n
+                        since_eval_samples += n
+                        since_eval_loss += float(loss.detach())
+                        since_eval_n += 1
+                        if acc.sync_gradients:
+                            scheduler.step()
+                            state.step += 1
+                            rate = state.samples_seen / max(time.perf_counter() - started, 1e-9)
+                            self.progress.advance(
+                                "train",
+                                1,
+                                loss=float(loss.detach()),
+                                samples_per_s=rate,
+                                epoch=state.epoch + 1,
+                            )
+                            if (
+                                tc.evaluate_every
+                                and state.step % tc.evaluate_every == 0
+                                and evaluate()
+                            ):
+                                stopped_early = True
+                                break
+                            if stop.requested:
+                                raise KeyboardInterrupt
+                    else:
+                        state.epoch += 1
+                        state.batches_done = 0
+                        if not tc.evaluate_every and evaluate():
+                            stopped_early = True
+            except KeyboardInterrupt:
+                checkpoint()
+                self.progress.end("train")
+                raise TrainingInterrupted(
+                    f"training stopped at step {state.step}; checkpoint saved. Continue with: "
+                    f"trustune train --output {self.output} --resume"
+                ) from None
+        state.train_time_s += time.perf_counter() - started_segment[0]
+        if (
+            tc.evaluate_every
+            and not stopped_early
+            and (not state.history or state.history[-1]["step"] != state.step)
+        ):
+            evaluate()
+        self.progress.end("train")
+        model = acc.unwrap_model(self.model)
+        best = self.checkpoints / "best" / "model.safetensors"
+        if best.exists():
+            from safetensors.torch import load_file
+
+            model.load_state_dict(load_file(str(best)), strict=False)
+        model.eval()
+        return TrainedModel(
+            model=model, tokenizer=self.tokenizer, data=self.data, resolved=self.resolved, config=self.config,
+            state=state, precision=self.precision, device=str(acc.device), world_size=acc.num_processes,
+            stopped_early=stopped_early,
+            truncated={"train": self.train_enc.truncated, "validation": self.val_enc.truncated},
+        )  # fmt: skip
+
+
+def train_model(
+    config: RunConfig,
+    output: Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> TrainedModel:
+    """Fine-tune per ``config`` with checkpoints under ``output/checkpoints``."""
+    resume_from = _prepare_output(output, resume=resume, overwrite=overwrite)
+    if resume_from is not None:
+        saved = read_checkpoint_info(resume_from)
+        config = RunConfig.from_dict(saved["config"], source=f"checkpoint {resume_from}")
+    from accelerate.utils import set_seed
+
+    set_seed(config.train.seed)
+    trainer = _Trainer(config, output, progress or Progress())
+    trainer.load()
+    return trainer.run(resume_from)

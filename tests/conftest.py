@@ -1,0 +1,73 @@
+"""Shared fixtures: a tiny random BERT checkpoint, small data files, a trained tiny run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SST2 = REPO.parent / "shared" / "data" / "sst2"
+
+
+def minilm_folder() -> Path:
+    from trustune.models import resolve_model
+
+    return Path(resolve_model("minilm").location)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight 2-layer BERT (hidden 32) with the real MiniLM tokenizer."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    source = minilm_folder()
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (source / name).exists():
+            shutil.copy(source / name, folder / name)
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128,
+    )  # fmt: skip
+    BertForSequenceClassification(config).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def demo_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A small demo data set (train, test) written by trustune's own generator."""
+    from trustune.data.demo import write_demo_dataset
+
+    return write_demo_dataset(tmp_path_factory.mktemp("demo"), rows=160, seed=3)
+
+
+@pytest.fixture
+def write_csv(tmp_path: Path) -> Callable[[str, str], Path]:
+    def write(name: str, content: str) -> Path:
+        path = tmp_path / name
+        path.write_text(content, encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def tiny_run(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, demo_files: tuple[Path, Path]
+) -> Path:
+    """A finished run of the tiny model on the demo data (shared by read-only tests)."""
+    import trustune
+
+    output = tmp_path_factory.mktemp("runs") / "tiny"
+    trustune.finetune(
+        demo_files[0], model=str(tiny_model), output=output, epochs=2, batch_size=16, lr=1e-3,
+        measure_latency=False,
+    )  # fmt: skip
+    return output
