@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 import trustune
-from trustune.errors import ArtifactError, CheckpointError, TrainingInterrupted
+from trustune.errors import ArtifactError, CheckpointError, ConfigError, TrainingInterrupted
 from trustune.progress import Progress
 
 
@@ -90,7 +90,13 @@ def test_interrupted_run_resumes_to_identical_weights(
             progress=StopAt(),
         )
     assert not (tmp_path / "resumed" / "model").exists()
-    resumed = _train(demo_files[0], tiny_model, tmp_path / "resumed", resume=True)
+    with pytest.raises(
+        ConfigError, match=r"these differ from it: \['train.early_stopping_patience'\]"
+    ):
+        _train(demo_files[0], tiny_model, tmp_path / "resumed", resume=True)
+    resumed = _train(
+        demo_files[0], tiny_model, tmp_path / "resumed", resume=True, early_stopping_patience=0
+    )
     a = load_file(str(straight.path / "model" / "model.safetensors"))
     b = load_file(str(resumed.path / "model" / "model.safetensors"))
     assert a.keys() == b.keys()
@@ -124,7 +130,7 @@ def test_resume_refuses_changed_data(tmp_path: Path, tiny_model: Path, write_csv
     _train(data, tiny_model, tmp_path / "r", epochs=1)
     data.write_text("text,label\n" + rows + "one more,a\n", encoding="utf-8")
     with pytest.raises(CheckpointError, match="the training data changed since checkpoint"):
-        _train(data, tiny_model, tmp_path / "r", resume=True)
+        _train(data, tiny_model, tmp_path / "r", resume=True, epochs=1)
     with pytest.raises(CheckpointError, match="no checkpoint to resume"):
         _train(data, tiny_model, tmp_path / "empty", resume=True)
 

@@ -75,7 +75,8 @@ def finetune(
         "model": {"name": model} if model is not None else {},
         "train": train_options,
     }
-    run_config = base.with_overrides(overrides)
+    nothing_given = data is None and config is None and model is None and not train_options
+    run_config = None if resume and nothing_given else base.with_overrides(overrides)
     run_dir = Path(output)
     trained = train_model(
         run_config, run_dir, resume=resume, overwrite=overwrite, progress=progress

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     for table in metrics_table(result, title=f"held-out test set ({result['data']['rows']} rows)"):
         out_console.print(table)
     for text, p in zip(_EXAMPLES, model.predict(_EXAMPLES), strict=True):
-        out_console.print(f"  {p.label:>10} {p.score:.2f}  {text}")
+        out_console.print(f"  {p.label:>10} {p.score:.2f}  {text}", soft_wrap=True)
     out_console.print(f"\nreport: {run_dir / 'report.html'}")
     out_console.print("next, try:")
     for line in (
@@ -70,5 +70,5 @@ def run(args: argparse.Namespace) -> int:
         f"trustune predict {run_dir} --input {test_file} --output {root / 'predictions.jsonl'}",
         f"trustune train --data {train_file} --epochs 2 --output runs/mine",
     ):
-        out_console.print(f"  {line}")
+        out_console.print(f"  {line}", soft_wrap=True)
     return 0

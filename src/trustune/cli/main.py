@@ -54,7 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrustuneError as e:
         if args.debug:
             raise
-        err_console.print(f"[bold red]error:[/bold red] {e}", markup=True, highlight=False)
+        err_console.print(
+            f"[bold red]error:[/bold red] {e}", markup=True, highlight=False, soft_wrap=True
+        )
         return e.exit_code
     except KeyboardInterrupt:
         err_console.print("interrupted")
@@ -66,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"[bold red]internal error:[/bold red] {type(e).__name__}: {e} (rerun with --debug for the traceback)",
             markup=True,
             highlight=False,
+            soft_wrap=True,
         )
         return 1
 

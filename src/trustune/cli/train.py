@@ -10,6 +10,7 @@ from typing import Any
 
 from trustune.cli.render import BarProgress, err_console, metrics_table, out_console
 from trustune.config import RunConfig, load_config
+from trustune.errors import ConfigError
 
 __all__ = ["add_parser", "config_flags"]
 
@@ -76,13 +77,23 @@ def run(args: argparse.Namespace) -> int:
     from trustune.run import write_trained_run
     from trustune.train.loop import train_model
 
-    base = load_config(args.config) if args.config else RunConfig()
     overrides: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "train": {}}
     for key, value in vars(args).items():
         if "." in key:
             section, name = key.split(".", 1)
             overrides[section][name] = value
-    config = base.with_overrides(overrides)
+    config: RunConfig | None = None
+    if args.resume:
+        given = ["--" + k.split(".", 1)[1].replace("_", "-") for k in vars(args) if "." in k]
+        given += ["--config"] if args.config else []
+        if given:
+            raise ConfigError(
+                "--resume continues the configuration saved in the checkpoint; "
+                f"drop {', '.join(given)}"
+            )
+    else:
+        base = load_config(args.config) if args.config else RunConfig()
+        config = base.with_overrides(overrides)
     output = Path(args.output)
     progress = BarProgress(enabled=not args.quiet)
     trained = train_model(

@@ -332,19 +332,37 @@ class _Trainer:
         )  # fmt: skip
 
 
+def _changed_keys(saved: RunConfig, given: RunConfig) -> list[str]:
+    a, b = saved.to_dict(), given.to_dict()
+    return [f"{s}.{k}" for s in a for k in a[s] if a[s][k] != b[s][k]]
+
+
 def train_model(
-    config: RunConfig,
+    config: RunConfig | None,
     output: Path,
     *,
     resume: bool = False,
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> TrainedModel:
-    """Fine-tune per ``config`` with checkpoints under ``output/checkpoints``."""
+    """Fine-tune per ``config`` with checkpoints under ``output/checkpoints``.
+
+    With ``resume`` the configuration saved in the checkpoint is used; a ``config`` that
+    differs from it is refused (the schedule and data order depend on it).
+    """
     resume_from = _prepare_output(output, resume=resume, overwrite=overwrite)
     if resume_from is not None:
         saved = read_checkpoint_info(resume_from)
-        config = RunConfig.from_dict(saved["config"], source=f"checkpoint {resume_from}")
+        saved_config = RunConfig.from_dict(saved["config"], source=f"checkpoint {resume_from}")
+        changed = _changed_keys(saved_config, config) if config is not None else []
+        if changed:
+            raise ConfigError(
+                f"--resume continues the configuration saved in {resume_from.name}; "
+                f"these differ from it: {changed}. Drop them, or start a new run"
+            )
+        config = saved_config
+    if config is None:
+        raise ConfigError("no configuration given: pass --data FILE (or --resume)")
     from accelerate.utils import set_seed
 
     set_seed(config.train.seed)

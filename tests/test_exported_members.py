@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+import trustune
+
+
+def test_top_level_surface() -> None:
+    assert set(trustune.__all__) == {
+        "DataConfig", "ModelConfig", "Prediction", "Progress", "Run", "RunConfig", "TextClassifier",
+        "TrainConfig", "TrustuneError", "__version__", "finetune", "load", "load_config",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["trustune.data", "trustune.models", "trustune.evaluate", "trustune.report", "trustune.errors",
+     "trustune.config", "trustune.train.checkpoint", "trustune.train.batching"],
+)  # fmt: skip
+def test_every_public_name_exists(module: str) -> None:
+    mod = importlib.import_module(module)
+    assert mod.__all__
+    for name in mod.__all__:
+        assert hasattr(mod, name), f"{module}.{name}"
+
+
+def test_errors_share_one_root() -> None:
+    from trustune import errors
+
+    for name in errors.__all__:
+        assert issubclass(getattr(errors, name), errors.TrustuneError)
