@@ -124,3 +124,16 @@ def test_stratified_split_and_fingerprints(write_csv: Write) -> None:
     assert data.train.info["sha256"] == data.validation.info["sha256"]
     again = load_training_data(path, validation_fraction=0.2, seed=1)
     assert again.validation.texts == data.validation.texts
+
+
+def test_texts_to_predict_keep_other_columns(write_csv: Write) -> None:
+    from trustune.data import load_texts
+
+    path = write_csv("p.csv", "id,text,source\n1,hello,web\n2,,app\n3,bye,web\n")
+    with pytest.raises(DataError, match=r"1 row\(s\) have an empty text \(data rows 2"):
+        load_texts(path)
+    texts, frame = load_texts(path, skip_bad_rows=True)
+    assert texts == ["hello", "bye"]
+    assert frame["id"].tolist() == ["1", "3"]
+    only = write_csv("only.csv", "message\nhi there\n")
+    assert load_texts(only)[0] == ["hi there"]

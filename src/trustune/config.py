@@ -19,6 +19,7 @@ import yaml
 from trustune.errors import ConfigError
 
 __all__ = [
+    "Attention",
     "DataConfig",
     "ModelConfig",
     "Precision",
@@ -52,6 +53,15 @@ class Precision(_ListableEnum):
     AUTO = "auto"
     FP32 = "fp32"
     BF16 = "bf16"
+
+
+class Attention(_ListableEnum):
+    """Attention kernel for training. ``auto``: eager on CPU (its backward pass measured 2x
+    faster than PyTorch's fused SDPA kernel for short texts), SDPA on GPU."""
+
+    AUTO = "auto"
+    EAGER = "eager"
+    SDPA = "sdpa"
 
 
 class SelectionMetric(_ListableEnum):
@@ -123,6 +133,13 @@ class ModelConfig:
             "'minilm' (bundled), a local checkpoint folder, or a hub id", flag="--model"
         ),
     )
+    attention: Attention = field(
+        default=Attention.AUTO,
+        metadata=_flag("attention kernel for training: " + "|".join(Attention.list())),
+    )
+
+    def __post_init__(self) -> None:
+        self.attention = Attention.parse(self.attention, "model.attention")
 
 
 @dataclass

@@ -61,6 +61,7 @@ def write_trained_run(
     validation.update(classification_metrics(val.labels, probs, label_names=labels))
     training = {
         "precision": trained.precision.value,
+        "attention": trained.attention,
         "device": trained.device,
         "world_size": trained.world_size,
         "steps": state.step,
@@ -73,6 +74,11 @@ def write_trained_run(
         "stopped_early": trained.stopped_early,
         "wall_time_s": round(state.train_time_s, 3),
         "train_samples_per_s": round(state.samples_seen / max(state.train_time_s, 1e-9), 2),
+        # the same without validation and checkpoint writing: the optimisation steps alone
+        "loop_time_s": round(state.train_time_s - state.overhead_time_s, 3),
+        "loop_samples_per_s": round(
+            state.samples_seen / max(state.train_time_s - state.overhead_time_s, 1e-9), 2
+        ),
         "history": state.history,
         **state.extra,
     }

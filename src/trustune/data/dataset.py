@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trustune.data.columns import Columns, detect_columns
+from trustune.data.columns import TEXT_NAMES, Columns, detect_columns
 from trustune.data.labels import LabelMap
 from trustune.data.readers import read_table
-from trustune.errors import DataError
+from trustune.errors import ColumnError, DataError
 
 __all__ = [
     "LabeledData",
@@ -89,30 +89,26 @@ def _text_stats(texts: list[str]) -> dict[str, float]:
     }
 
 
-def _clean_rows(
-    frame: pd.DataFrame, columns: Columns | None, *, path: Path, skip_bad_rows: bool
-) -> tuple[list[str], list[Any], int]:
-    text_col = frame[columns.text] if columns else frame.iloc[:, 0]
-    texts = text_col.map(
-        lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
-    )
-    bad = texts.str.strip() == ""
+def _keep_rows(
+    frame: pd.DataFrame, text: str, label: str | None, *, path: Path, skip_bad_rows: bool
+) -> tuple[np.ndarray, list[str]]:
+    """Mask of usable rows and all texts as strings; bad rows fail unless skipped."""
+    texts = [
+        "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in frame[text]
+    ]
+    bad = np.fromiter((not t.strip() for t in texts), dtype=bool, count=len(texts))
     what = "an empty text"
-    if columns is not None:
-        label_null = frame[columns.label].isna() | (
-            frame[columns.label].astype(str).str.strip() == ""
-        )
-        bad = bad | label_null
+    if label is not None:
+        labels = frame[label]
+        bad |= (labels.isna() | (labels.astype(str).str.strip() == "")).to_numpy()
         what = "an empty text or label"
-    bad_rows = [int(i) + 1 for i in np.flatnonzero(bad.to_numpy())]
+    bad_rows = [int(i) + 1 for i in np.flatnonzero(bad)]
     if bad_rows and not skip_bad_rows:
         raise DataError(
             f"{path}: {len(bad_rows)} row(s) have {what} (data rows {_describe_rows(bad_rows)}, "
             "counting from 1 after the header). Fix them or pass --skip-bad-rows"
         )
-    keep = ~bad.to_numpy()
-    labels = frame[columns.label].to_numpy()[keep].tolist() if columns else []
-    return texts[keep].tolist(), labels, len(bad_rows)
+    return ~bad, texts
 
 
 def read_labeled(
@@ -126,7 +122,12 @@ def read_labeled(
     p = Path(path)
     frame = read_table(p)
     columns = detect_columns(frame, text_column=text_column, label_column=label_column)
-    texts, labels, skipped = _clean_rows(frame, columns, path=p, skip_bad_rows=skip_bad_rows)
+    keep, all_texts = _keep_rows(
+        frame, columns.text, columns.label, path=p, skip_bad_rows=skip_bad_rows
+    )
+    texts = [t for t, k in zip(all_texts, keep, strict=True) if k]
+    labels = frame[columns.label].to_numpy()[keep].tolist()
+    skipped = int((~keep).sum())
     if not texts:
         raise DataError(f"{p} has no usable rows")
     info = {
@@ -142,27 +143,26 @@ def read_labeled(
 def load_texts(
     path: str | Path, *, text_column: str | None = None, skip_bad_rows: bool = False
 ) -> tuple[list[str], pd.DataFrame]:
-    """Read texts to predict; a label column, if any, is kept in the returned frame."""
+    """Read texts to predict, with the file's other columns kept alongside (rows aligned)."""
     p = Path(path)
     frame = read_table(p)
-    if text_column is None:
-        try:
-            text_column = detect_columns(frame).text
-        except DataError:
-            if frame.shape[1] != 1:
-                raise
-            text_column = str(frame.columns[0])
-    elif text_column not in frame.columns:
-        raise DataError(
+    if text_column is not None and text_column not in frame.columns:
+        raise ColumnError(
             f"no text column {text_column!r}; the columns are {list(frame.columns)}. "
             "Pass --text-column with one of them"
         )
-    ordered = frame[[text_column, *[c for c in frame.columns if c != text_column]]]
-    texts, _, _ = _clean_rows(ordered, None, path=p, skip_bad_rows=skip_bad_rows)
-    if skip_bad_rows:
-        keep = ordered.iloc[:, 0].astype(str).str.strip().ne("") & ordered.iloc[:, 0].notna()
-        frame = frame[keep.to_numpy()].reset_index(drop=True)
-    return texts, frame
+    if text_column is None:
+        by_name = {c.lower(): c for c in frame.columns}
+        named = [by_name[n] for n in TEXT_NAMES if n in by_name]
+        if named:
+            text_column = named[0]
+        elif frame.shape[1] == 1:
+            text_column = str(frame.columns[0])
+        else:
+            text_column = detect_columns(frame).text
+    keep, texts = _keep_rows(frame, text_column, None, path=p, skip_bad_rows=skip_bad_rows)
+    kept_texts = [t for t, k in zip(texts, keep, strict=True) if k]
+    return kept_texts, frame[keep].reset_index(drop=True)
 
 
 def _split(data: LabeledData, fraction: float, seed: int) -> tuple[LabeledData, LabeledData]:

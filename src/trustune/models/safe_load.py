@@ -44,13 +44,19 @@ def _prepare(model: ResolvedModel) -> dict[str, Any]:
 
 
 def load_classifier(
-    model: ResolvedModel, *, num_labels: int | None = None, id2label: dict[int, str] | None = None
+    model: ResolvedModel,
+    *,
+    num_labels: int | None = None,
+    id2label: dict[int, str] | None = None,
+    attn_implementation: str | None = None,
 ) -> Any:
     """An ``AutoModelForSequenceClassification``; a new head when ``num_labels`` is given."""
     import transformers
     from transformers import AutoModelForSequenceClassification
 
     kwargs = _prepare(model)
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
     if id2label is not None:
         kwargs["num_labels"] = len(id2label)
         kwargs["id2label"] = id2label

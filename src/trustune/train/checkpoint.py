@@ -46,7 +46,8 @@ class TrainingState:
     best_step: int | None = None
     evaluations_without_improvement: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
-    train_time_s: float = 0.0
+    train_time_s: float = 0.0  # the whole loop: steps, validation, checkpoints
+    overhead_time_s: float = 0.0  # validation and checkpoint writing within it
     extra: dict[str, Any] = field(default_factory=dict)  # sections later stages add (privacy ...)
 
 

@@ -29,7 +29,12 @@ from trustune.train.checkpoint import (
     save_weights,
 )
 from trustune.train.interrupt import StopRequest
-from trustune.train.setup import build_optimizer, build_scheduler, resolve_precision
+from trustune.train.setup import (
+    build_optimizer,
+    build_scheduler,
+    resolve_attention,
+    resolve_precision,
+)
 
 __all__ = ["TrainedModel", "train_model"]
 
@@ -45,6 +50,7 @@ class TrainedModel:
     config: RunConfig
     state: TrainingState
     precision: Precision
+    attention: str
     device: str
     world_size: int
     stopped_early: bool
@@ -99,11 +105,16 @@ class _Trainer:
 
     def __init__(self, config: RunConfig, output: Path, progress: Progress) -> None:
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState, GradientState
 
         self.config, self.output, self.progress = config, output, progress
         self.checkpoints = output / "checkpoints"
         tc = config.train
         self.precision = resolve_precision(tc.precision, cuda=torch.cuda.is_available())
+        # Accelerate keeps its settings in process-wide singletons: forget the previous run's
+        # (precision, accumulation) so several runs can train in one process.
+        AcceleratorState._reset_state()
+        GradientState._reset_state()
         self.accelerator = Accelerator(
             mixed_precision="bf16" if self.precision is Precision.BF16 else "no",
             gradient_accumulation_steps=tc.gradient_accumulation_steps,
@@ -122,7 +133,12 @@ class _Trainer:
         )  # fmt: skip
         self.resolved = resolve_model(cfg.model.name)
         self.tokenizer = load_tokenizer(self.resolved)
-        self.model = load_classifier(self.resolved, id2label=self.data.label_map.id2label())
+        self.attention = resolve_attention(cfg.model.attention, cuda=torch.cuda.is_available())
+        self.model = load_classifier(
+            self.resolved,
+            id2label=self.data.label_map.id2label(),
+            attn_implementation=self.attention,
+        )
         self.pad_id = self.tokenizer.pad_token_id or 0
         self.train_enc = encode_texts(
             self.tokenizer, self.data.train.texts, max_length=dc.max_length
@@ -221,6 +237,7 @@ class _Trainer:
 
         def evaluate() -> bool:
             nonlocal since_eval_loss, since_eval_n, since_eval_samples, since_eval_t
+            overhead_started = time.perf_counter()
             metrics = self.validate()
             elapsed = time.perf_counter() - since_eval_t
             entry = {
@@ -253,6 +270,8 @@ class _Trainer:
             else:
                 state.evaluations_without_improvement += 1
             checkpoint()
+            state.overhead_time_s += time.perf_counter() - overhead_started
+            since_eval_t = time.perf_counter()
             return (
                 bool(tc.early_stopping_patience)
                 and state.evaluations_without_improvement >= tc.early_stopping_patience
@@ -326,7 +345,7 @@ class _Trainer:
         model.eval()
         return TrainedModel(
             model=model, tokenizer=self.tokenizer, data=self.data, resolved=self.resolved, config=self.config,
-            state=state, precision=self.precision, device=str(acc.device), world_size=acc.num_processes,
+            state=state, precision=self.precision, attention=self.attention, device=str(acc.device), world_size=acc.num_processes,
             stopped_early=stopped_early,
             truncated={"train": self.train_enc.truncated, "validation": self.val_enc.truncated},
         )  # fmt: skip

@@ -7,21 +7,40 @@ from typing import Any
 
 import torch
 
-from trustune.config import Precision, TrainConfig
+from trustune.config import Attention, Precision, TrainConfig
 
-__all__ = ["build_optimizer", "build_scheduler", "resolve_precision"]
+__all__ = [
+    "build_optimizer",
+    "build_scheduler",
+    "cpu_has_fast_bf16",
+    "resolve_attention",
+    "resolve_precision",
+]
 
 _NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AMX or AVX512-BF16)."""
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
 def resolve_precision(precision: Precision, *, cuda: bool) -> Precision:
-    """``auto``: bf16 on a GPU that supports it; fp32 on CPU, where bf16 autocast measured slower
-    for training here (its backward pass costs more than the forward saves; see BENCHMARKS.md)."""
+    """``auto``: bf16 autocast where the hardware multiplies bf16 natively (a GPU that supports
+    it, or a CPU with AMX / AVX512-BF16), else fp32 (BENCHMARKS.md has the measurements)."""
     if precision is not Precision.AUTO:
         return precision
-    if cuda and torch.cuda.is_bf16_supported():
-        return Precision.BF16
-    return Precision.FP32
+    if cuda:
+        return Precision.BF16 if torch.cuda.is_bf16_supported() else Precision.FP32
+    return Precision.BF16 if cpu_has_fast_bf16() else Precision.FP32
+
+
+def resolve_attention(attention: Attention, *, cuda: bool) -> str:
+    """The ``attn_implementation`` for training: ``auto`` is eager on CPU, SDPA on GPU."""
+    if attention is Attention.AUTO:
+        return "sdpa" if cuda else "eager"
+    return str(attention.value)
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
