@@ -5,18 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from trustune.artifact import read_manifest, read_metrics
 from trustune.data import LabelMap, read_labeled
-from trustune.errors import ArtifactError, DataError
+from trustune.errors import ArtifactError, ConfigError, DataError
 from trustune.evaluate import classification_metrics, measure_speed
 from trustune.inference import compute_logits, softmax
 from trustune.models import ResolvedModel, load_classifier, load_tokenizer
 from trustune.train.batching import encode_texts
+
+if TYPE_CHECKING:
+    from trustune.explain import Explanation
+    from trustune.progress import Progress
+    from trustune.security.loading import KeyLike, PublicKeyLike
 
 __all__ = ["Prediction", "TextClassifier", "load"]
 
@@ -46,6 +51,8 @@ class TextClassifier:
         self.label_map = LabelMap(tuple(manifest["labels"]))
         self.max_length = int(manifest["config"]["data"]["max_length"])
         self.pad_id = tokenizer.pad_token_id or 0
+        # trained with --redact-pii: texts are redacted the same way before prediction
+        self.redact_pii = bool(manifest["config"].get("privacy", {}).get("redact_pii", False))
 
     def __repr__(self) -> str:
         return f"TextClassifier(run={str(self.run_dir)!r}, labels={list(self.labels)!r})"
@@ -59,6 +66,10 @@ class TextClassifier:
         texts = _check_texts(texts)
         if not texts:
             return np.empty((0, len(self.labels)), dtype=np.float32)
+        if self.redact_pii:
+            from trustune.privacy.redact import redact_texts
+
+            texts = redact_texts(texts).texts
         encoded = encode_texts(self.tokenizer, texts, max_length=self.max_length)
         with torch.inference_mode():
             logits = compute_logits(self.model, encoded, batch_size=batch_size, pad_id=self.pad_id)
@@ -81,6 +92,31 @@ class TextClassifier:
                 chunk = []
         if chunk:
             yield from self.predict(chunk, batch_size=batch_size)
+
+    def explain(
+        self,
+        texts: Sequence[str] | str,
+        *,
+        method: str = "integrated-gradients",
+        target: int | str | None = None,
+        progress: Progress | None = None,
+        **options: Any,
+    ) -> list[Explanation]:
+        """Why the model decides as it does: one signed score per word of each text.
+
+        ``target`` is the label to explain (default: each text's prediction); ``options`` are
+        the fields of :class:`trustune.explain.ExplainOptions` (``n_steps``, ``n_samples``, ...).
+        """
+        from trustune.explain import ExplainableModel, ExplainOptions, explain_texts
+
+        allowed = set(ExplainOptions.__dataclass_fields__)
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise ConfigError(f"unknown explain option(s) {unknown}. Allowed: {sorted(allowed)}")
+        return explain_texts(
+            ExplainableModel.from_classifier(self), [texts] if isinstance(texts, str) else texts,
+            method=method, target=target, options=ExplainOptions(**options), progress=progress,
+        )  # fmt: skip
 
     def _prediction(self, row: np.ndarray) -> Prediction:
         best = int(row.argmax())
@@ -123,10 +159,22 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
     return out
 
 
-def load(run: str | Path) -> TextClassifier:
-    """Load a run folder written by ``trustune train`` (safetensors only, no remote code)."""
+def load(
+    run: str | Path, *, key: KeyLike | None = None, public_key: PublicKeyLike | None = None
+) -> TextClassifier:
+    """Load a run folder written by ``trustune train`` (safetensors only, no remote code).
+
+    An encrypted run is decrypted in memory with ``key`` (a key-file path, a ``SecretKey`` or a
+    ``Passphrase``; default: ``TRUSTUNE_KEY_FILE``, ``TRUSTUNE_KEY`` or ``TRUSTUNE_PASSPHRASE``).
+    With ``public_key`` (a path or ``PublicKey``) the run must carry a valid signature.
+    """
     run_dir = Path(run)
     manifest = read_manifest(run_dir)
+    if public_key is not None or "encryption" in manifest:
+        from trustune.security.loading import open_protected_run
+
+        model, tokenizer = open_protected_run(run_dir, manifest, key=key, public_key=public_key)
+        return TextClassifier(run_dir, model=model, tokenizer=tokenizer, manifest=manifest)
     model_dir = run_dir / "model"
     if not (model_dir / "config.json").is_file():
         raise ArtifactError(f"{run_dir} has no model/ folder; the run did not finish training")

@@ -16,13 +16,16 @@ from typing import Any
 
 import yaml
 
-from trustune.errors import ConfigError
+from trustune.errors import ConfigError, PrivacyError
 
 __all__ = [
+    "Accountant",
     "Attention",
+    "Clipping",
     "DataConfig",
     "ModelConfig",
     "Precision",
+    "PrivacyConfig",
     "RunConfig",
     "SelectionMetric",
     "TrainConfig",
@@ -70,6 +73,24 @@ class SelectionMetric(_ListableEnum):
     ACCURACY = "accuracy"
     F1_MACRO = "f1_macro"
     LOSS = "loss"
+
+
+class Accountant(_ListableEnum):
+    """How the privacy budget spent is computed: ``prv`` (privacy random variables, Gopi et
+    al. 2021; the tighter bound) or ``rdp`` (Rényi DP, Mironov 2017; the classic one)."""
+
+    PRV = "prv"
+    RDP = "rdp"
+
+
+class Clipping(_ListableEnum):
+    """How per-example gradients are clipped under DP. ``ghost``: their norms are computed
+    without materialising them (Opacus ghost clipping; little extra memory); ``hooks``: every
+    per-example gradient is materialised (Opacus hooks); ``auto``: ghost where the model allows."""
+
+    AUTO = "auto"
+    GHOST = "ghost"
+    HOOKS = "hooks"
 
 
 def _flag(help: str, *, flag: str | None = None, **extra: Any) -> Any:
@@ -154,7 +175,13 @@ class TrainConfig:
     gradient_accumulation_steps: int = field(
         default=1, metadata=_flag("micro-batches accumulated per optimizer step")
     )
-    max_grad_norm: float = field(default=1.0, metadata=_flag("clip gradients to this L2 norm"))
+    max_grad_norm: float = field(
+        default=1.0,
+        metadata=_flag(
+            "clip gradients to this L2 norm (with --dp-epsilon: each example's gradient, the C "
+            "of DP-SGD)"
+        ),
+    )
     precision: Precision = field(
         default=Precision.AUTO, metadata=_flag("arithmetic: " + "|".join(Precision.list()))
     )
@@ -195,12 +222,99 @@ class TrainConfig:
 
 
 @dataclass
+class PrivacyConfig:
+    """Differentially private training (DP-SGD) and PII redaction.
+
+    DP is on when ``epsilon`` is set. The per-example clipping norm C is
+    ``train.max_grad_norm`` (one knob: without DP it clips the batch gradient) and the
+    logical batch is ``train.batch_size * train.gradient_accumulation_steps`` examples.
+    """
+
+    epsilon: float | None = field(
+        default=None,
+        metadata=_flag(
+            "train with differential privacy (DP-SGD) to this ε (off when unset)",
+            flag="--dp-epsilon",
+            type=float,
+        ),
+    )
+    delta: float | None = field(
+        default=None,
+        metadata=_flag(
+            "δ of the (ε, δ) guarantee (default: 1/N^1.1 for N training rows; must be < 1/N)",
+            flag="--dp-delta",
+            type=float,
+        ),
+    )
+    accountant: Accountant = field(
+        default=Accountant.PRV,
+        metadata=_flag("privacy accountant: " + "|".join(Accountant.list()), flag="--accountant"),
+    )
+    clipping: Clipping = field(
+        default=Clipping.AUTO,
+        metadata=_flag("per-example clipping: " + "|".join(Clipping.list()), flag="--dp-clipping"),
+    )
+    physical_batch_size: int = field(
+        default=0,
+        metadata=_flag(
+            "most examples per forward pass under DP; larger Poisson batches are split "
+            "(0: train.batch_size, with room for Poisson's spread)",
+            flag="--dp-physical-batch-size",
+        ),
+    )
+    freeze_embeddings: bool = field(
+        default=True,
+        metadata=_flag(
+            "under DP, keep the embedding layer frozen (half the parameters: less noise, faster)",
+            flag="--dp-freeze-embeddings",
+        ),
+    )
+    redact_pii: bool = field(
+        default=False,
+        metadata=_flag(
+            "replace e-mail addresses, phone and card numbers, IP addresses, IBANs ... in texts "
+            "before training and prediction",
+            flag="--redact-pii",
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        self.accountant = Accountant.parse(self.accountant, "privacy.accountant")
+        self.clipping = Clipping.parse(self.clipping, "privacy.clipping")
+        _check_positive("privacy.physical_batch_size", self.physical_batch_size, allow_zero=True)
+        for key in ("epsilon", "delta"):
+            value = getattr(self, key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value)
+            ):
+                raise PrivacyError(f"privacy.{key}: {value!r} is not a number")
+        if self.epsilon is not None and not 0 < self.epsilon < math.inf:
+            raise PrivacyError(
+                f"privacy.epsilon: {self.epsilon!r} gives no guarantee; --dp-epsilon must be > 0 "
+                "and finite (typical: 1 to 10; smaller is more private)"
+            )
+        if self.delta is not None and not 0 < self.delta < 1:
+            raise PrivacyError(
+                f"privacy.delta: {self.delta!r} is not allowed; --dp-delta must be in (0, 1) and "
+                "below 1/N for N training rows (default: 1/N^1.1)"
+            )
+        if self.delta is not None and self.epsilon is None:
+            raise PrivacyError("privacy.delta is set without privacy.epsilon; pass --dp-epsilon")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether training is differentially private."""
+        return self.epsilon is not None
+
+
+@dataclass
 class RunConfig:
     """Everything that defines one fine-tuning run."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON/YAML-ready dict (enums as their values)."""
@@ -249,11 +363,22 @@ class RunConfig:
         return RunConfig.from_dict(merged, source="flags")
 
 
-_SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+_SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "privacy": PrivacyConfig,
+}
 
 
-def _section_names() -> list[str]:
-    return sorted(_SECTIONS)
+_CORE_SECTIONS = ("data", "model", "train")
+
+
+def _section_names() -> str:
+    """The core sections every run has, then the optional feature sections (privacy ...)."""
+    features = sorted(set(_SECTIONS) - set(_CORE_SECTIONS))
+    extra = f" or the feature sections {features}" if features else ""
+    return f"{sorted(_CORE_SECTIONS)}{extra}"
 
 
 def _check_type(key: str, value: Any, spec: dataclasses.Field[Any]) -> None:

@@ -5,6 +5,7 @@ it into a one-line message and exit code 2 (a traceback only with ``--debug``).
 
     TrustuneError
     ├── ConfigError            bad or unknown configuration key / value
+    │   └── PrivacyError       a setting that would break the differential-privacy guarantee
     ├── DataError              the labeled data cannot be used as given
     │   ├── DataFileError      missing file, unknown format, unreadable file
     │   ├── ColumnError        no such column, ambiguous columns
@@ -13,6 +14,12 @@ it into a one-line message and exit code 2 (a traceback only with ``--debug``).
     │   └── UnsafeModelError   pickle weights, remote code: refused by policy
     ├── ArtifactError          a run folder is missing, incomplete or would be overwritten
     ├── CheckpointError        no checkpoint to resume, or it does not match the run
+    ├── SecurityError          an artifact cannot be encrypted, decrypted, signed or verified
+    │   ├── MissingKeyError    an encrypted run but no key, or a key file that does not exist
+    │   ├── WrongKeyError      the key or passphrase does not open this artifact
+    │   ├── IntegrityError     a sealed file, the manifest or a hash does not match: changed,
+    │   │                      truncated, reordered, missing or extra
+    │   └── SignatureError     no signature, or it does not verify with the given public key
     └── TrainingInterrupted    Ctrl-C: a checkpoint was saved, resume with --resume
 """
 
@@ -25,11 +32,17 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DataFileError",
+    "IntegrityError",
     "LabelError",
+    "MissingKeyError",
     "ModelError",
+    "PrivacyError",
+    "SecurityError",
+    "SignatureError",
     "TrainingInterrupted",
     "TrustuneError",
     "UnsafeModelError",
+    "WrongKeyError",
 ]
 
 
@@ -41,6 +54,10 @@ class TrustuneError(Exception):
 
 class ConfigError(TrustuneError, ValueError):
     """A configuration key or value is not allowed."""
+
+
+class PrivacyError(ConfigError):
+    """A setting or input would silently break the differential-privacy guarantee."""
 
 
 class DataError(TrustuneError, ValueError):
@@ -73,6 +90,26 @@ class ArtifactError(TrustuneError):
 
 class CheckpointError(TrustuneError):
     """A checkpoint cannot be resumed."""
+
+
+class SecurityError(TrustuneError):
+    """An artifact cannot be encrypted, decrypted, signed or verified (never shows key bytes)."""
+
+
+class MissingKeyError(SecurityError):
+    """A key is needed but none was given, or the key file does not exist."""
+
+
+class WrongKeyError(SecurityError):
+    """The key or passphrase given does not open this artifact."""
+
+
+class IntegrityError(SecurityError):
+    """Sealed data or recorded hashes do not match: the artifact was changed or damaged."""
+
+
+class SignatureError(SecurityError):
+    """The manifest has no signature, or it does not verify with the given public key."""
 
 
 class TrainingInterrupted(TrustuneError):

@@ -30,10 +30,16 @@ __all__ = ["record_evaluation", "save_records", "write_trained_run"]
 def save_records(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, Any]) -> None:
     """Write metrics, manifest (with file hashes) and the report; the manifest goes last."""
     from trustune.report import write_report
+    from trustune.report.sections import run_sections
 
     manifest["files"] = hash_files(run_dir)
     atomic_write_json(run_dir / METRICS, metrics)
-    write_report(run_dir, manifest, metrics)
+    sections = run_sections(run_dir)
+    if "privacy" in manifest:  # ε, δ, redaction, and the membership audit when there is one
+        from trustune.privacy.report import report_section
+
+        sections.append(("Privacy", report_section(manifest, run_dir)))
+    write_report(run_dir, manifest, metrics, extra_sections=sections)
     atomic_write_json(run_dir / MANIFEST, manifest)
 
 
@@ -80,7 +86,7 @@ def write_trained_run(
             state.samples_seen / max(state.train_time_s - state.overhead_time_s, 1e-9), 2
         ),
         "history": state.history,
-        **state.extra,
+        **{k: v for k, v in state.extra.items() if k not in ("privacy", "redaction")},
     }
     n_params = sum(p.numel() for p in trained.model.parameters())
     manifest: dict[str, Any] = {
@@ -103,12 +109,21 @@ def write_trained_run(
         "training": training,
         "environment": environment(),
     }
+    from trustune.privacy.engine import manifest_section
+
+    privacy = manifest_section(state.extra.get("privacy"), state.extra.get("redaction"))
+    if privacy is not None:
+        manifest["privacy"] = privacy
     classifier = TextClassifier(
         run_dir, model=trained.model, tokenizer=trained.tokenizer, manifest=manifest
     )
     if measure_latency:
         validation["speed"] = classifier.measure_speed(val.texts)
     metrics = {"validation": validation, "evaluations": {}}
+    from trustune.report.sections import forget_run_sections
+
+    forget_run_sections(run_dir)  # explanations etc. of an overwritten model no longer hold
+    (run_dir / "privacy_audit.json").unlink(missing_ok=True)  # so does a membership audit
     save_records(run_dir, manifest, metrics)
     return classifier
 

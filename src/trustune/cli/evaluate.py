@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from trustune.cli.common import add_run_argument
+from trustune.cli.key_options import add_key_arguments, key_from_args
 from trustune.cli.render import metrics_table, out_console
 
 __all__ = ["add_parser"]
@@ -33,6 +34,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--name", help="name of this evaluation in the run (default: the file's stem)")
     p.add_argument("--no-speed", action="store_true", help="skip latency/throughput measurement")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    add_key_arguments(p, purpose="to open an encrypted run")
     p.set_defaults(handler=run)
 
 
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     import trustune
     from trustune.run import record_evaluation
 
-    model = trustune.load(args.run)
+    model = trustune.load(args.run, key=key_from_args(args, required=False))
     result = model.evaluate(
         args.data, text_column=args.text_column, label_column=args.label_column,
         skip_bad_rows=args.skip_bad_rows, measure_latency=not args.no_speed,

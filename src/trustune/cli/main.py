@@ -8,12 +8,32 @@ import sys
 from collections.abc import Sequence
 
 from trustune import __version__
-from trustune.cli import demo, evaluate, predict, report, train
+from trustune.cli import (
+    audit,
+    decrypt,
+    demo,
+    encrypt,
+    evaluate,
+    explain,
+    keygen,
+    predict,
+    rekey,
+    report,
+    sign,
+    signing_keygen,
+    train,
+    verify,
+)
 from trustune.errors import TrustuneError
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (demo, train, evaluate, predict, report)
+_COMMANDS = (
+    *(demo, train, evaluate, predict, explain, report),
+    audit,  # evidence about a run: `audit privacy` (membership inference), ...
+    # protecting a run: keys, encryption at rest, signatures (trustune.security)
+    *(keygen, encrypt, decrypt, rekey, signing_keygen, sign, verify),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +64,11 @@ def _quiet_libraries() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    # --debug is accepted anywhere on the line, not only before the command.
+    debug = "--debug" in raw
+    args = parser.parse_args([a for a in raw if a != "--debug"])
+    args.debug = debug
     _quiet_libraries()
     from trustune.cli.render import err_console
 

@@ -15,6 +15,12 @@ from typing import Any, TextIO
 from rich.table import Table
 
 from trustune.cli.common import add_run_argument
+from trustune.cli.key_options import (
+    add_key_arguments,
+    add_public_key_argument,
+    key_from_args,
+    public_key_from_args,
+)
 from trustune.cli.render import BarProgress, out_console
 from trustune.errors import ConfigError
 
@@ -58,6 +64,8 @@ def add_parser(sub: Any) -> None:
         help="texts per forward pass (default 64)",
     )
     p.add_argument("--json", action="store_true", help="print predictions as JSON")
+    add_key_arguments(p, purpose="to open an encrypted run")
+    add_public_key_argument(p, required=False)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -80,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
             )
     import trustune
 
-    model = trustune.load(args.run)
+    model = trustune.load(
+        args.run, key=key_from_args(args, required=False), public_key=public_key_from_args(args)
+    )
     if args.text:
         predictions = model.predict(args.text, batch_size=args.batch_size)
         if args.json:

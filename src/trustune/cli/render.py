@@ -61,6 +61,8 @@ class BarProgress(Progress):
             parts.append(f"{fields['samples_per_s']:.0f} samples/s")
         if "epoch" in fields:
             parts.append(f"epoch {fields['epoch']}")
+        if "epsilon" in fields:  # privacy budget spent so far (DP-SGD)
+            parts.append(f"ε {fields['epsilon']:.2f}")
         self._bar.update(self._tasks[task], advance=amount, figures="  ".join(parts))
 
     def message(self, text: str) -> None:

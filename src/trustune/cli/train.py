@@ -14,7 +14,7 @@ from trustune.errors import ConfigError
 
 __all__ = ["add_parser", "config_flags"]
 
-_SECTIONS = (("data", "data"), ("model", "model"), ("train", "train"))
+_SECTIONS = (("data", "data"), ("model", "model"), ("train", "train"), ("privacy", "privacy"))
 
 
 def config_flags() -> list[tuple[str, str, dataclasses.Field[Any]]]:
@@ -37,7 +37,9 @@ def add_parser(sub: Any) -> None:
         "key of the YAML config (section.key, e.g. train.batch_size).",
     )
     p.add_argument(
-        "--config", metavar="YAML", help="run configuration file (data/model/train sections)"
+        "--config",
+        metavar="YAML",
+        help="run configuration file (data/model/train/privacy sections)",
     )
     p.add_argument(
         "--output",
@@ -67,6 +69,9 @@ def add_parser(sub: Any) -> None:
         elif isinstance(default, int | float):
             kwargs["type"] = type(default)
             kwargs["metavar"] = "N" if isinstance(default, int) else "X"
+        elif "type" in f.metadata:  # optional numbers (default None), e.g. --dp-epsilon
+            kwargs["type"] = f.metadata["type"]
+            kwargs["metavar"] = "X"
         else:
             kwargs["metavar"] = f.name.split("_")[-1].upper()
         p.add_argument(flag, **kwargs)
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from trustune.run import write_trained_run
     from trustune.train.loop import train_model
 
-    overrides: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "train": {}}
+    overrides: dict[str, dict[str, Any]] = {section: {} for section, _ in _SECTIONS}
     for key, value in vars(args).items():
         if "." in key:
             section, name = key.split(".", 1)

@@ -8,6 +8,7 @@ from typing import Any
 
 from trustune.errors import ModelError, UnsafeModelError
 from trustune.models.resolve import ResolvedModel
+from trustune.models.safetensors_header import read_header
 
 __all__ = ["PICKLE_SUFFIXES", "check_checkpoint_folder", "load_classifier", "load_tokenizer"]
 
@@ -35,6 +36,8 @@ def check_checkpoint_folder(folder: Path) -> None:
                 "model.save_pretrained(folder, safe_serialization=True)"
             )
         raise ModelError(f"{folder} has no *.safetensors weights")
+    for weights in sorted(folder.glob("*.safetensors")):
+        read_header(weights)  # malformed or renamed pickle: a clear error before any parser runs
 
 
 def _prepare(model: ResolvedModel) -> dict[str, Any]:

@@ -14,10 +14,25 @@ import torch
 
 from trustune.config import Precision, RunConfig, SelectionMetric
 from trustune.data import TrainingData, load_training_data
-from trustune.errors import ArtifactError, CheckpointError, ConfigError, TrainingInterrupted
+from trustune.errors import (
+    ArtifactError,
+    CheckpointError,
+    ConfigError,
+    PrivacyError,
+    TrainingInterrupted,
+)
 from trustune.evaluate import quick_metrics
 from trustune.inference import compute_logits, softmax
 from trustune.models import ResolvedModel, load_classifier, load_tokenizer, resolve_model
+from trustune.privacy.engine import (
+    PoissonBatchSampler,
+    PrivateTraining,
+    check_sampler,
+    physical_batches,
+    plan_privacy,
+    private_precision,
+)
+from trustune.privacy.redact import redact_training_data
 from trustune.progress import Progress
 from trustune.train.batching import LengthGroupedBatchSampler, collate, encode_texts
 from trustune.train.checkpoint import (
@@ -111,14 +126,25 @@ class _Trainer:
         self.checkpoints = output / "checkpoints"
         tc = config.train
         self.precision = resolve_precision(tc.precision, cuda=torch.cuda.is_available())
+        # DP-SGD (privacy/engine.py): fp32, and its own accumulation over physical batches.
+        self.private: PrivateTraining | None = None
+        if config.privacy.enabled:
+            self.precision = private_precision(tc.precision)
         # Accelerate keeps its settings in process-wide singletons: forget the previous run's
         # (precision, accumulation) so several runs can train in one process.
         AcceleratorState._reset_state()
         GradientState._reset_state()
         self.accelerator = Accelerator(
             mixed_precision="bf16" if self.precision is Precision.BF16 else "no",
-            gradient_accumulation_steps=tc.gradient_accumulation_steps,
+            gradient_accumulation_steps=1
+            if config.privacy.enabled
+            else tc.gradient_accumulation_steps,
         )
+        if config.privacy.enabled and self.accelerator.num_processes > 1:
+            raise PrivacyError(
+                "--dp-epsilon trains in one process only (DP with several processes is not "
+                "supported yet); run without accelerate launch"
+            )
 
     def load(self) -> None:
         cfg, dc = self.config, self.config.data
@@ -131,6 +157,14 @@ class _Trainer:
             label_column=dc.label_column, validation_fraction=dc.validation_fraction,
             skip_bad_rows=dc.skip_bad_rows, seed=cfg.train.seed,
         )  # fmt: skip
+        self.redaction: dict[str, Any] | None = None
+        if cfg.privacy.redact_pii:
+            self.redaction = redact_training_data(self.data)
+            found: dict[str, int] = self.redaction["train"]["counts"]
+            self.progress.message(
+                "redacted in the training texts: "
+                + (", ".join(f"{n} {kind}" for kind, n in found.items() if n) or "nothing found")
+            )
         self.resolved = resolve_model(cfg.model.name)
         self.tokenizer = load_tokenizer(self.resolved)
         self.attention = resolve_attention(cfg.model.attention, cuda=torch.cuda.is_available())
@@ -146,10 +180,16 @@ class _Trainer:
         self.val_enc = encode_texts(
             self.tokenizer, self.data.validation.texts, max_length=dc.max_length
         )
+        if cfg.privacy.enabled:
+            plan = plan_privacy(cfg, train_rows=len(self.data.train))
+            self.private = PrivateTraining(plan, device=self.accelerator.device)
+            self.private.freeze(self.model)
 
     def _loader(self) -> Any:
         tc = self.config.train
-        self.sampler = LengthGroupedBatchSampler(
+        if self.private is not None:
+            return self._private_loader()
+        self.sampler: LengthGroupedBatchSampler | PoissonBatchSampler = LengthGroupedBatchSampler(
             self.train_enc.lengths(),
             batch_size=tc.batch_size,
             seed=tc.seed,
@@ -166,6 +206,30 @@ class _Trainer:
             # so dropout after a resume sees the same random stream as an uninterrupted run.
             generator=torch.Generator().manual_seed(tc.seed),
         )
+
+    def _private_loader(self) -> Any:
+        """Poisson-sampled batches, each as a list of padded physical batches."""
+        assert self.private is not None
+        self.sampler = self.private.sampler(self.train_enc.lengths())
+        check_sampler(self.sampler)
+        ids, labels, pad = self.train_enc.input_ids, self.data.train.labels, self.pad_id
+        physical = self.private.plan.physical_batch_size
+        return torch.utils.data.DataLoader(
+            _Indices(len(ids)),
+            batch_sampler=self.sampler,
+            collate_fn=lambda idx: physical_batches(
+                idx, input_ids=ids, labels=labels, pad_id=pad, physical_batch_size=physical
+            ),
+            generator=torch.Generator().manual_seed(self.config.train.seed),  # as in _loader
+        )
+
+    def _privacy_fields(self, *, live: bool = False) -> dict[str, float]:
+        """ε spent so far, for the progress bar (``live``) and the history."""
+        if self.private is None:
+            return {}
+        if live:
+            return {"epsilon": self.private.epsilon_for_display()}
+        return {"epsilon": round(self.private.epsilon(), 4)}
 
     def validate(self) -> dict[str, float]:
         model = self.accelerator.unwrap_model(self.model)
@@ -185,13 +249,18 @@ class _Trainer:
         acc, tc = self.accelerator, self.config.train
         loader = self._loader()
         batches_per_epoch = len(self.sampler)
-        steps_per_epoch = -(-batches_per_epoch // tc.gradient_accumulation_steps)
+        steps_per_epoch = -(-batches_per_epoch // acc.gradient_accumulation_steps)
         total_steps = steps_per_epoch * tc.epochs
         optimizer = build_optimizer(self.model, tc)
         scheduler = build_scheduler(
             optimizer, total_steps=total_steps, warmup_ratio=tc.warmup_ratio
         )
-        self.model, optimizer, loader = acc.prepare(self.model, optimizer, loader)
+        if self.private is not None:
+            # the model stays unwrapped: Opacus hooks it, the noisy optimizer wraps AdamW
+            self.model = self.model.to(acc.device)
+            self.private.attach(self.model, optimizer)
+        else:
+            self.model, optimizer, loader = acc.prepare(self.model, optimizer, loader)
         state = TrainingState()
         if resume_from is not None:
             state, info = load_checkpoint(
@@ -201,18 +270,26 @@ class _Trainer:
                 scheduler=scheduler,
             )
             if info.get("data") != _fingerprints(self.data):
-                raise CheckpointError(
-                    f"the training data changed since checkpoint {resume_from.name} was written; "
-                    "resume needs the same files (or start a new run without --resume)"
+                error = PrivacyError if self.private is not None else CheckpointError
+                why = (
+                    "; a DP run's ε is accounted for one fixed training set" if self.private else ""
                 )
+                raise error(
+                    f"the training data changed since checkpoint {resume_from.name} was written; "
+                    f"resume needs the same files (or start a new run without --resume){why}"
+                )
+            if self.private is not None:
+                self.private.load_state_dict(state.extra.get("privacy"))
             self.progress.message(
                 f"resuming from {resume_from.name} (step {state.step}, epoch {state.epoch + 1})"
             )
+        if self.redaction is not None:
+            state.extra["redaction"] = self.redaction
         run_info = {"config": self.config.to_dict(), "data": _fingerprints(self.data)}
         stopped_early = False
         self.model.train()
         self.progress.start("train", total=total_steps, completed=state.step)
-        started = time.perf_counter()
+        started, samples_at_start = time.perf_counter(), state.samples_seen
         since_eval_loss, since_eval_n, since_eval_samples, since_eval_t = (
             0.0,
             0,
@@ -223,6 +300,8 @@ class _Trainer:
         def checkpoint() -> None:
             state.train_time_s += time.perf_counter() - started_segment[0]
             started_segment[0] = time.perf_counter()
+            if self.private is not None:
+                state.extra["privacy"] = self.private.state_dict()
             if acc.is_main_process:
                 save_checkpoint(
                     self.checkpoints,
@@ -246,6 +325,7 @@ class _Trainer:
                 "train_loss": since_eval_loss / max(since_eval_n, 1),
                 "val_loss": metrics["loss"], "val_accuracy": metrics["accuracy"], "val_f1_macro": metrics["f1_macro"],
                 "lr": scheduler.get_last_lr()[0], "samples_per_s": since_eval_samples / max(elapsed, 1e-9),
+                **self._privacy_fields(),
             }  # fmt: skip
             state.history.append(entry)
             since_eval_loss, since_eval_n, since_eval_samples, since_eval_t = (
@@ -283,29 +363,36 @@ class _Trainer:
                 while state.epoch < tc.epochs and not stopped_early:
                     self.sampler.position(state.epoch, start_batch=state.batches_done)
                     for batch in loader:
-                        with acc.accumulate(self.model):
-                            loss = self.model(**batch).loss
-                            acc.backward(loss)
-                            if acc.sync_gradients and tc.max_grad_norm:
-                                acc.clip_grad_norm_(self.model.parameters(), tc.max_grad_norm)
-                            optimizer.step()
-                            optimizer.zero_grad(set_to_none=True)
-                        n = int(batch["input_ids"].shape[0]) * acc.num_processes
+                        if self.private is not None:  # clipped per example, noised
+                            loss_value, n = self.private.step(batch)
+                        else:
+                            with acc.accumulate(self.model):
+                                loss = self.model(**batch).loss
+                                acc.backward(loss)
+                                if acc.sync_gradients and tc.max_grad_norm:
+                                    acc.clip_grad_norm_(self.model.parameters(), tc.max_grad_norm)
+                                optimizer.step()
+                                optimizer.zero_grad(set_to_none=True)
+                            n = int(batch["input_ids"].shape[0]) * acc.num_processes
+                            loss_value = float(loss.detach())
                         state.batches_done += 1
                         state.samples_seen += n
                         since_eval_samples += n
-                        since_eval_loss += float(loss.detach())
+                        since_eval_loss += loss_value
                         since_eval_n += 1
                         if acc.sync_gradients:
                             scheduler.step()
                             state.step += 1
-                            rate = state.samples_seen / max(time.perf_counter() - started, 1e-9)
+                            rate = (state.samples_seen - samples_at_start) / max(
+                                time.perf_counter() - started, 1e-9
+                            )
                             self.progress.advance(
                                 "train",
                                 1,
-                                loss=float(loss.detach()),
+                                loss=loss_value,
                                 samples_per_s=rate,
                                 epoch=state.epoch + 1,
+                                **self._privacy_fields(live=True),
                             )
                             if (
                                 tc.evaluate_every
@@ -329,6 +416,9 @@ class _Trainer:
                     f"trustune train --output {self.output} --resume"
                 ) from None
         state.train_time_s += time.perf_counter() - started_segment[0]
+        if self.private is not None:
+            state.extra["privacy"] = self.private.state_dict()
+            self.private.detach()
         if (
             tc.evaluate_every
             and not stopped_early

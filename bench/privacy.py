@@ -1,0 +1,447 @@
+"""Benchmark: differentially private training on SST-2, non-private vs ε=8 vs ε=3.
+
+What it measures, each system in its own subprocess (peak memory is the child's own):
+
+- **step time at the same logical batch**: the same fixed batches of real SST-2 rows through
+  one optimizer step each, non-private (AdamW, batch-gradient clipping) and DP-SGD (trustune's
+  ghost clipping; Opacus's own two-pass ghost clipping; DP with the embeddings trained), median
+  over the measured steps after warm-up, with the peak resident memory of each child;
+- **accuracy**: a full `trustune.finetune` per system on the same training rows, model selected
+  on a dev subset, accuracy on the 872-row test set, ε spent;
+- **membership inference**: `trustune.privacy.audit_privacy` on each trained model (members: rows
+  of its training set; non-members: SST-2 rows it never saw), and a positive control: a
+  non-private model trained for many epochs on a small subset, kept at its last (most overfit)
+  step.
+
+Markdown goes to stdout and bench/results/privacy-TIMESTAMP.md, JSON next to it.
+
+    .venv/bin/python bench/privacy.py --train-rows 2000 --epochs 3   # a trial
+    .venv/bin/python bench/privacy.py                                # all 60,614 rows
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "sst2"
+RESULTS = REPO / "bench" / "results"
+
+STEP_SYSTEMS = ("step:non-private", "step:dp", "step:dp-opacus-ghost", "step:dp-embeddings")
+TRAIN_SYSTEMS = ("train:non-private", "train:dp-eps8", "train:dp-eps3", "train:overfit")
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def read_tsv(path: Path) -> tuple[list[str], list[int]]:
+    import pandas as pd
+
+    frame = pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE)
+    return [str(t) for t in frame["sentence"]], [int(v) for v in frame["label"]]
+
+
+def write_tsv(path: Path, texts: Sequence[str], labels: Sequence[int]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        handle.write("sentence\tlabel\n")
+        for text, label in zip(texts, labels, strict=True):
+            handle.write(f"{text}\t{label}\n")
+    return path
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    info: dict[str, Any] = {"cpu_model": cpu, "cpu_count": os.cpu_count(),
+                            "python": platform.python_version()}  # fmt: skip
+    for name in ("torch", "transformers", "accelerate", "opacus"):
+        try:
+            info[name] = str(__import__(name).__version__)
+        except ImportError:
+            info[name] = "missing"
+    return info
+
+
+# -- children ----------------------------------------------------------------------------------
+
+
+def _step_child(system: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Time optimizer steps on fixed batches of ``spec['batch_size']`` rows."""
+    import torch
+
+    from trustune.config import RunConfig
+    from trustune.models import load_classifier, load_tokenizer, resolve_model
+    from trustune.privacy.engine import PrivateTraining, physical_batches, plan_privacy
+    from trustune.train.batching import encode_texts
+    from trustune.train.setup import build_optimizer
+
+    torch.manual_seed(0)
+    texts, labels = read_tsv(Path(spec["train_file"]))
+    resolved = resolve_model(spec["model"])
+    tokenizer = load_tokenizer(resolved)
+    model = load_classifier(resolved, id2label={0: "0", 1: "1"}, attn_implementation="eager")
+    encoded = encode_texts(tokenizer, texts, max_length=spec["max_length"])
+    rng = random.Random(0)
+    batch_size, n_steps, warmup = spec["batch_size"], spec["steps"], spec["warmup"]
+    batches = [
+        rng.sample(range(len(texts)), batch_size) for _ in range(n_steps + warmup)
+    ]  # fmt: skip
+    config = RunConfig.from_dict({
+        "train": {"batch_size": batch_size, "max_grad_norm": 1.0},
+        "privacy": {"epsilon": 8.0, "freeze_embeddings": system != "step:dp-embeddings"},
+    })  # fmt: skip
+    step: Any
+    if system == "step:non-private":
+        model.train()
+        optimizer = build_optimizer(model, config.train)
+
+        def step(idx: list[int]) -> None:
+            batch = physical_batches(idx, input_ids=encoded.input_ids, labels=labels, pad_id=0,
+                                     physical_batch_size=batch_size)[0]  # fmt: skip
+            batch.pop("position_ids")
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    else:
+        plan = plan_privacy(config, train_rows=len(texts))
+        private = PrivateTraining(plan, lean_first_pass=system != "step:dp-opacus-ghost")
+        private.freeze(model)
+        optimizer = build_optimizer(model, config.train)
+        private.attach(model, optimizer)
+
+        def step(idx: list[int]) -> None:
+            private.step(
+                physical_batches(
+                    idx,
+                    input_ids=encoded.input_ids,
+                    labels=labels,
+                    pad_id=0,
+                    physical_batch_size=batch_size,
+                )
+            )
+
+    rss_before = current_rss_mb()
+    times = []
+    for i, idx in enumerate(batches):
+        started = time.perf_counter()
+        step(sorted(idx, key=lambda j: -len(encoded.input_ids[j])))
+        if i >= warmup:
+            times.append(time.perf_counter() - started)
+    tokens = [max(len(encoded.input_ids[j]) for j in idx) for idx in batches[warmup:]]
+    return {
+        "system": system, "step_s_median": statistics.median(times),
+        "step_s_mean": statistics.fmean(times), "steps": len(times),
+        "mean_padded_length": statistics.fmean(tokens), "rss_before_steps_mb": rss_before,
+        "peak_rss_mb": peak_rss_mb(), "trainable_parameters": sum(
+            p.numel() for p in model.parameters() if p.requires_grad
+        ),
+    }  # fmt: skip
+
+
+def _train_child(system: str, spec: dict[str, Any]) -> dict[str, Any]:
+    import trustune
+    from trustune.privacy.audit import audit_privacy
+
+    overfit = system == "train:overfit"
+    train = {
+        "epochs": spec["overfit_epochs"] if overfit else spec["epochs"],
+        "batch_size": spec["batch_size"], "lr": spec["lr"], "seed": 42,
+    }  # fmt: skip
+    privacy: dict[str, Any] = {}
+    if system.startswith("train:dp"):
+        privacy = {"epsilon": 8.0 if system == "train:dp-eps8" else 3.0}
+        train.update(
+            lr=spec["dp_lr"], max_grad_norm=spec["dp_clip"],
+            gradient_accumulation_steps=spec["dp_logical_batch"] // spec["batch_size"],
+        )  # fmt: skip
+    if overfit:  # validated once at the end: the model kept is the last, most overfit one
+        train.update(early_stopping_patience=0, evaluate_every=10**9)
+    config = trustune.RunConfig.from_dict({
+        "data": {"train_file": spec["overfit_file" if overfit else "train_file"],
+                 "validation_file": spec["dev_file"], "max_length": spec["max_length"]},
+        "model": {"name": spec["model"]}, "train": train, "privacy": privacy,
+    })  # fmt: skip
+    output = Path(spec["work"]) / system.replace(":", "-")
+    started = time.perf_counter()
+    run = trustune.finetune(config=config, output=output, overwrite=True, measure_latency=False)
+    wall = time.perf_counter() - started
+    test = run.classifier.evaluate(spec["test_file"], measure_latency=False)
+    audit = audit_privacy(
+        output, members=spec["overfit_members" if overfit else "members_file"],
+        non_members=spec["non_members_file"], limit=spec["audit_rows"],
+        neighbour_count=spec["neighbours"], bootstrap=spec["bootstrap"],
+    )  # fmt: skip
+    training = run.manifest["training"]
+    return {
+        "system": system, "config": config.to_dict(), "wall_s": wall,
+        "loop_samples_per_s": training["loop_samples_per_s"], "steps": training["steps"],
+        "stopped_early": training["stopped_early"], "accuracy_test": test["accuracy"],
+        "privacy": {k: v for k, v in run.manifest.get("privacy", {}).items()
+                    if k not in ("accountant_history", "frozen", "audit")},
+        "audit": {k: audit[k] for k in ("auc", "auc_ci", "strongest_attack",
+                                         "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")}
+        | {"attacks": [{k: v for k, v in a.items() if k != "roc"} for a in audit["attacks"]],
+           "members": audit["members"]["used"], "non_members": audit["non_members"]["used"]},
+        "peak_rss_mb": peak_rss_mb(),
+    }  # fmt: skip
+
+
+def child_main(system: str, spec_path: Path, result_path: Path) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    spec = json.loads(spec_path.read_text())
+    run = _step_child if system.startswith("step:") else _train_child
+    result = run(system, spec)
+    result_path.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+def launch(system: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
+    name = system.replace(":", "-")
+    spec_path, result_path = work / f"{name}.spec.json", work / f"{name}.result.json"
+    spec_path.write_text(json.dumps(spec))
+    command = [sys.executable, __file__, "--child", system, "--child-spec", str(spec_path),
+               "--child-result", str(result_path)]  # fmt: skip
+    print(f"[privacy bench] {system} ...", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0 or not result_path.exists():
+        tail = done.stderr[-2000:]
+        print(tail, file=sys.stderr)
+        return {"system": system, "ok": False, "error": tail}
+    result: dict[str, Any] = json.loads(result_path.read_text())
+    result["ok"] = True
+    result["process_wall_s"] = time.perf_counter() - started
+    print(f"[privacy bench] {system} done in {result['process_wall_s']:.0f} s", file=sys.stderr)
+    return result
+
+
+# -- the report --------------------------------------------------------------------------------
+
+
+def _ratio(a: Any, b: Any) -> float | None:
+    return a / b if isinstance(a, int | float) and isinstance(b, int | float) and b else None
+
+
+def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def get(system: str, key: str) -> Any:
+        r = results.get(system, {})
+        return r.get(key) if r.get("ok") else None
+
+    base_t, base_m = (
+        get("step:non-private", "step_s_median"),
+        get("step:non-private", "peak_rss_mb"),
+    )
+    out: dict[str, Any] = {"step_time_ratio": {}, "peak_memory_ratio": {}}
+    for s in STEP_SYSTEMS[1:]:
+        out["step_time_ratio"][s] = _ratio(get(s, "step_s_median"), base_t)
+        out["peak_memory_ratio"][s] = _ratio(get(s, "peak_rss_mb"), base_m)
+    acc8 = get("train:dp-eps8", "accuracy_test")
+    audit8, overfit = get("train:dp-eps8", "audit"), get("train:overfit", "audit")
+    time_ratio, mem_ratio = out["step_time_ratio"]["step:dp"], out["peak_memory_ratio"]["step:dp"]
+    out["targets"] = {
+        "accuracy_eps8_ge_0.87": None if acc8 is None else acc8 >= 0.87,
+        "dp_step_time_le_1.5x": None if time_ratio is None else time_ratio <= 1.5,
+        "dp_peak_memory_le_1.5x": None if mem_ratio is None else mem_ratio <= 1.5,
+        "audit_auc_eps8_le_0.55": None if audit8 is None else audit8["auc"] <= 0.55,
+        "overfit_control_leaks_more": None if audit8 is None or overfit is None
+        else overfit["auc_ci"][0] > audit8["auc_ci"][1],
+    }  # fmt: skip
+    return out
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    r, s, spec = report["results"], report["summary"], report["spec"]
+    lines = [
+        f"### Differential privacy — {report['date']}",
+        "",
+        f"Machine: {report['machine']['cpu_model']}, {report['machine']['cpu_count']} cores; torch "
+        f"{report['machine']['torch']}, transformers {report['machine']['transformers']}, opacus "
+        f"{report['machine']['opacus']}. Command: `{report['command']}`.",
+        f"Data: {spec['train_rows']} SST-2 training rows, dev subset of {spec['dev_rows']} for "
+        f"model selection, {spec['test_rows']} test rows; max length {spec['max_length']}.",
+        "",
+        f"**Step time at the same logical batch ({spec['batch_size']})**, median of "
+        f"{spec['steps']} steps after {spec['warmup']} warm-up, same batches for every system:",
+        "",
+        "| system | step (s) | × non-private | peak RSS (MB) | × non-private | trainable params |",
+        "|---|---|---|---|---|---|",
+    ]
+    for system in STEP_SYSTEMS:
+        x = r.get(system, {})
+        lines.append(
+            f"| {system} | {_f(x.get('step_s_median'))} | {_f(s['step_time_ratio'].get(system), 2)} "
+            f"| {_f(x.get('peak_rss_mb'), 0)} | {_f(s['peak_memory_ratio'].get(system), 2)} "
+            f"| {x.get('trainable_parameters', '—')} |"
+        )
+    lines += [
+        "",
+        "**Training, accuracy and membership inference** (audit: strongest attack, 95% bootstrap CI):",
+        "",
+        "| system | ε spent (δ) | steps | test accuracy | samples/s | audit AUC | TPR@1%FPR | peak RSS (MB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for system in TRAIN_SYSTEMS:
+        x = r.get(system, {})
+        if not x.get("ok"):
+            lines.append(f"| {system} | failed | | | | | | |")
+            continue
+        p, a = x["privacy"], x["audit"]
+        eps = f"{p['epsilon']:.2f} ({p['delta']:.1e})" if p.get("dp") else "∞ (non-private)"
+        lines.append(
+            f"| {system} | {eps} | {x['steps']} | {_f(x['accuracy_test'], 4)} "
+            f"| {_f(x['loop_samples_per_s'], 1)} | {a['auc']:.3f} [{a['auc_ci'][0]:.3f}, "
+            f"{a['auc_ci'][1]:.3f}] ({a['strongest_attack']}) | {_f(a['tpr_at_1pct_fpr'])} "
+            f"| {_f(x['peak_rss_mb'], 0)} |"
+        )
+    lines += ["", "Targets:", ""]
+    measured = _target_values(r, s)
+    for key, met in s["targets"].items():
+        verdict = "met" if met else "not measured" if met is None else "MISSED"
+        lines.append(f"- {key}: {verdict} ({measured.get(key, '')})")
+    return "\n".join(lines) + "\n"
+
+
+def _target_values(r: dict[str, Any], s: dict[str, Any]) -> dict[str, str]:
+    """The measured value behind each target, for the Markdown."""
+
+    def audit(system: str) -> str:
+        a = r.get(system, {}).get("audit")
+        return "—" if not a else f"AUC {a['auc']:.3f} [{a['auc_ci'][0]:.3f}, {a['auc_ci'][1]:.3f}]"
+
+    return {
+        "accuracy_eps8_ge_0.87": f"ε=8 test accuracy {_f(r.get('train:dp-eps8', {}).get('accuracy_test'), 4)}",
+        "dp_step_time_le_1.5x": f"{_f(s['step_time_ratio'].get('step:dp'), 2)}× non-private",
+        "dp_peak_memory_le_1.5x": f"{_f(s['peak_memory_ratio'].get('step:dp'), 2)}× non-private",
+        "audit_auc_eps8_le_0.55": f"ε=8: {audit('train:dp-eps8')}",
+        "overfit_control_leaks_more": f"overfit control: {audit('train:overfit')} vs ε=8: "
+        f"{audit('train:dp-eps8')}",
+    }  # fmt: skip
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="minilm", help="model to train (default: the bundled one)")
+    p.add_argument("--train-rows", type=int, default=0, help="training rows (0: all)")
+    p.add_argument("--dev-rows", type=int, default=1000, help="dev rows for model selection")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=32, help="physical batch (all systems)")
+    p.add_argument("--lr", type=float, default=5e-5, help="non-private learning rate")
+    p.add_argument("--dp-lr", type=float, default=5e-4, help="DP learning rate")
+    p.add_argument("--dp-clip", type=float, default=0.1, help="DP per-example clipping norm C")
+    p.add_argument("--dp-logical-batch", type=int, default=256, help="DP examples per step")
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--audit-rows", type=int, default=1000, help="members and non-members each")
+    p.add_argument("--neighbours", type=int, default=4)
+    p.add_argument("--bootstrap", type=int, default=500)
+    p.add_argument("--overfit-rows", type=int, default=500)
+    p.add_argument("--overfit-epochs", type=int, default=10)
+    p.add_argument("--steps", type=int, default=12, help="measured steps per step system")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--systems", default=",".join(STEP_SYSTEMS + TRAIN_SYSTEMS))
+    p.add_argument("--render", type=Path, help="only re-render the Markdown of a results JSON")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--child-spec", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--child-result", type=Path, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        return child_main(args.child, args.child_spec, args.child_result)
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        saved["summary"] = summarize(saved["results"])
+        print(render_markdown(saved))
+        return 0
+    texts, labels = read_tsv(DATA / "train.tsv")
+    dev_texts, dev_labels = read_tsv(DATA / "dev.tsv")
+    order = list(range(len(texts)))
+    random.Random(42).shuffle(order)
+    n = args.train_rows or len(texts)
+    used, unused = order[:n], order[n:]
+    work = Path(tempfile.mkdtemp(prefix="privacy-bench-"))
+    dev_order = list(range(len(dev_texts)))
+    random.Random(43).shuffle(dev_order)
+    dev_pick, dev_rest = dev_order[: args.dev_rows], dev_order[args.dev_rows :]
+    # non-members: training rows no model saw, else dev rows outside the selection subset
+    outside = [(texts[i], labels[i]) for i in unused] or [
+        (dev_texts[i], dev_labels[i]) for i in dev_rest
+    ]  # fmt: skip
+    used_texts = {texts[i] for i in used}
+    outside = [(t, y) for t, y in outside if t not in used_texts][: args.audit_rows]
+    members = used[: args.audit_rows]
+    overfit = used[: args.overfit_rows]
+    spec: dict[str, Any] = {
+        "work": str(work), "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+        "dp_lr": args.dp_lr, "dp_clip": args.dp_clip, "dp_logical_batch": args.dp_logical_batch,
+        "max_length": args.max_length, "audit_rows": args.audit_rows,
+        "neighbours": args.neighbours, "bootstrap": args.bootstrap,
+        "overfit_epochs": args.overfit_epochs, "steps": args.steps, "warmup": args.warmup,
+        "train_rows": n, "dev_rows": len(dev_pick), "test_rows": 872,
+        "train_file": str(write_tsv(work / "train.tsv", [texts[i] for i in used], [labels[i] for i in used])),
+        "dev_file": str(write_tsv(work / "dev.tsv", [dev_texts[i] for i in dev_pick], [dev_labels[i] for i in dev_pick])),
+        "test_file": str(DATA / "test.tsv"),
+        "members_file": str(write_tsv(work / "members.tsv", [texts[i] for i in members], [labels[i] for i in members])),
+        "non_members_file": str(write_tsv(work / "non_members.tsv", [t for t, _ in outside], [y for _, y in outside])),
+        "overfit_file": str(write_tsv(work / "overfit.tsv", [texts[i] for i in overfit], [labels[i] for i in overfit])),
+        "overfit_members": str(work / "overfit.tsv"),
+    }  # fmt: skip
+    systems = [s for s in args.systems.split(",") if s]
+    results = {system: launch(system, spec, work) for system in systems}
+    now = datetime.now(UTC)
+    report = {
+        "benchmark": "privacy", "date": now.isoformat(timespec="seconds"),
+        "command": " ".join([".venv/bin/python", "bench/privacy.py", *(argv or sys.argv[1:])]),
+        "machine": machine_info(), "load_average_at_end": os.getloadavg(), "spec": spec,
+        "results": results,
+    }  # fmt: skip
+    report["summary"] = summarize(results)
+    markdown = render_markdown(report)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = now.strftime("%Y%m%dT%H%M%S")
+    (RESULTS / f"privacy-{stamp}.json").write_text(json.dumps(report, indent=1))
+    (RESULTS / f"privacy-{stamp}.md").write_text(markdown)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,346 @@
+"""`trustune explain`: why the model decides: word heat maps, top words per class, faithfulness."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from trustune.cli.common import add_run_argument
+from trustune.cli.render import BarProgress, out_console
+from trustune.errors import ConfigError
+
+__all__ = ["add_parser"]
+
+_FORMATS = ("text", "json", "html")
+_JSONL = (".jsonl", ".ndjson")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="explain predictions word by word",
+        description="Explain why the model predicts what it does: a signed score per word "
+        "(green for the target class, red against). --text explains texts; --data FILE --output "
+        "F.jsonl explains a file (JSONL plus one HTML page); --global aggregates the top words of "
+        "each class over --data; --evaluate measures how faithful each method is (ERASER "
+        "comprehensiveness and sufficiency against random rankings). --global and --evaluate are "
+        "saved into the run (explanations.json, manifest, report.html).",
+    )
+    add_run_argument(p)
+    p.add_argument(
+        "--text", action="append", default=[], metavar="TEXT", help="a text to explain (repeatable)"
+    )
+    p.add_argument(
+        "--data",
+        metavar="FILE",
+        help="texts to explain: CSV, TSV, JSONL or Parquet (labels optional)",
+    )
+    p.add_argument(
+        "--method",
+        metavar="NAME",
+        help="attribution method: integrated-gradients (default), gradient-x-input, saliency, "
+        "occlusion, kernel-shap; --evaluate compares all methods that fit the model unless given",
+    )
+    p.add_argument(
+        "--target", metavar="LABEL", help="the label to explain (default: the predicted label)"
+    )
+    p.add_argument(
+        "--format", choices=_FORMATS, default="text",
+        help="text: coloured words in the terminal; json: words, scores, prediction and "
+        "probabilities; html: a self-contained heat map page (default text)",
+    )  # fmt: skip
+    p.add_argument(
+        "--output", metavar="FILE",
+        help="write to FILE instead of the terminal; with --data: F.jsonl, plus F.html beside it",
+    )  # fmt: skip
+    p.add_argument(
+        "--global", dest="global_", action="store_true",
+        help="with --data: top words of each class (mean attribution, count, frequency), saved "
+        "into the run",
+    )  # fmt: skip
+    p.add_argument(
+        "--evaluate", action="store_true",
+        help="with --data: faithfulness of each method and of a random baseline on a sample, "
+        "saved into the run",
+    )  # fmt: skip
+    p.add_argument(
+        "--sample", type=int, default=100, metavar="N",
+        help="texts of --data that --evaluate uses, drawn at random (default 100)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-rows", type=int, metavar="N",
+        help="explain only the first N rows of --data (default: all)",
+    )  # fmt: skip
+    p.add_argument("--text-column", help="column of --data holding the text (detected)")
+    p.add_argument(
+        "--label-column",
+        help="column of --data holding true labels, to mark right/wrong (optional)",
+    )
+    p.add_argument("--skip-bad-rows", action="store_true", help="drop empty texts of --data")
+    p.add_argument(
+        "--top-k",
+        type=int,
+        default=15,
+        metavar="N",
+        help="words per class with --global (default 15)",
+    )
+    p.add_argument(
+        "--min-count", type=int, default=2, metavar="N",
+        help="--global leaves out words seen fewer than N times (default 2)",
+    )  # fmt: skip
+    p.add_argument(
+        "--steps", type=int, default=50, metavar="N",
+        help="integration steps of integrated-gradients (default 50)",
+    )  # fmt: skip
+    p.add_argument(
+        "--samples", type=int, default=200, metavar="N",
+        help="word subsets sampled per text by kernel-shap (default 200)",
+    )  # fmt: skip
+    p.add_argument(
+        "--batch-size", type=int, default=8, metavar="N",
+        help="texts attributed together where the method allows (default 8)",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed of sampling (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run)
+
+
+def _check(args: argparse.Namespace) -> None:
+    if bool(args.text) == bool(args.data):
+        raise ConfigError("give texts with --text TEXT, or a file with --data FILE (not both)")
+    if (args.global_ or args.evaluate) and not args.data:
+        raise ConfigError("--global and --evaluate need --data FILE")
+    if args.data and not (args.global_ or args.evaluate) and not args.output:
+        raise ConfigError("--data needs --output FILE.jsonl (or --global / --evaluate)")
+    if args.data and args.output and Path(args.output).suffix.lower() not in _JSONL:
+        raise ConfigError(
+            f"--output {args.output}: with --data write JSONL, e.g. explanations.jsonl"
+        )
+    for flag in ("sample", "top_k", "min_count", "steps", "samples", "batch_size", "max_rows"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')}: {value} is not allowed, it must be > 0")
+
+
+def run(args: argparse.Namespace) -> int:
+    _check(args)
+    import trustune
+    from trustune.explain import ExplainableModel, ExplainOptions, get_explainer
+
+    if args.method is not None:
+        get_explainer(args.method)  # an unknown name fails before the model loads
+    classifier = trustune.load(args.run)
+    model = ExplainableModel.from_classifier(classifier)
+    options = ExplainOptions(
+        n_steps=args.steps, n_samples=args.samples, texts_per_batch=args.batch_size, seed=args.seed
+    )
+    if args.text:
+        _explain_texts(model, args, options)
+    else:
+        _explain_data(model, args, options)
+    return 0
+
+
+def _explain_texts(model: Any, args: argparse.Namespace, options: Any) -> None:
+    from trustune.explain import DEFAULT_METHOD, explain_texts
+    from trustune.explain.render import render_page, terminal_text
+
+    method = args.method or DEFAULT_METHOD
+    explanations = explain_texts(
+        model, args.text, method=method, target=args.target, options=options
+    )
+    if args.format == "json":
+        _emit(args, json.dumps([e.to_dict() for e in explanations], indent=2, ensure_ascii=False))
+    elif args.format == "html":
+        _emit(args, render_page(explanations, title=f"Explanations ({method})"))
+    elif args.output:
+        _emit(args, "\n\n".join(_plain(e, model.max_length) for e in explanations))
+    else:
+        for e in explanations:
+            out_console.print(terminal_text(e), soft_wrap=True)
+            out_console.print(f"[dim]{_meta(e, model.max_length)}[/dim]", markup=True)
+
+
+def _meta(e: Any, max_length: int) -> str:
+    p = e.probabilities
+    parts = [f"predicted {e.predicted} ({p[str(e.predicted)]:.3f})"]
+    if str(e.target) != str(e.predicted):
+        parts.append(f"explaining {e.target} ({p[str(e.target)]:.3f})")
+    parts.append(e.method)
+    if e.delta is not None:
+        parts.append(f"completeness error {e.delta:+.2g}")
+    parts.append("top: " + ", ".join(f"{w} {s:+.3g}" for w, s in e.top_words(3)))
+    line = " · ".join(parts)
+    if e.truncated:
+        line += (
+            f"\ntruncated: longer than the model's max length of {max_length} tokens; "
+            f"the last {e.dropped_words} word(s) were not seen and not explained"
+        )
+    return line
+
+
+def _plain(e: Any, max_length: int) -> str:
+    words = " ".join(f"{w}[{s:+.3g}]" for w, s in zip(e.words, e.scores, strict=True))
+    return f"{words}\n{_meta(e, max_length)}"
+
+
+def _emit(args: argparse.Namespace, content: str) -> None:
+    if not args.output:
+        out_console.print(content, markup=False, highlight=False, soft_wrap=True)
+        return
+    from trustune.artifact import atomic_write_text
+
+    atomic_write_text(Path(args.output), content if content.endswith("\n") else content + "\n")
+    out_console.print(f"wrote {args.output}")
+
+
+def _read_data(model: Any, args: argparse.Namespace) -> tuple[list[str], list[Any] | None]:
+    """Texts of --data and their true labels when the file has a label column."""
+    from trustune.data import load_texts, read_labeled
+    from trustune.data.labels import LabelMap
+    from trustune.errors import ColumnError, LabelError
+
+    truths: list[Any] | None = None
+    try:
+        labeled, _ = read_labeled(
+            args.data, text_column=args.text_column, label_column=args.label_column,
+            skip_bad_rows=args.skip_bad_rows,
+        )  # fmt: skip
+        texts = labeled.texts
+        label_map = LabelMap(model.labels)
+        # A detected column is taken as true labels only when the model knows all its values.
+        try:
+            truths = [model.labels[label_map.index_of(v)] for v in labeled.raw_labels]
+        except LabelError:
+            if args.label_column:
+                raise
+    except ColumnError:
+        if args.label_column:
+            raise
+        texts, _ = load_texts(
+            args.data, text_column=args.text_column, skip_bad_rows=args.skip_bad_rows
+        )
+    if args.max_rows:
+        texts = texts[: args.max_rows]
+        truths = truths[: args.max_rows] if truths is not None else None
+    return texts, truths
+
+
+def _explain_data(model: Any, args: argparse.Namespace, options: Any) -> None:
+    from trustune.data import file_sha256
+    from trustune.explain import DEFAULT_METHOD, explain_texts
+    from trustune.explain.faithfulness import evaluate_faithfulness
+    from trustune.explain.global_importance import aggregate_importance
+    from trustune.explain.store import pick_examples, record_explanations
+
+    texts, truths = _read_data(model, args)
+    method = args.method or DEFAULT_METHOD
+    progress = BarProgress(enabled=not args.quiet)
+    info = {"path": str(args.data), "sha256": file_sha256(args.data), "rows": len(texts)}
+    explanations = importance = faithfulness = None
+    if args.output or args.global_:
+        explanations = explain_texts(
+            model, texts, method=method, target=args.target, options=options, progress=progress
+        )
+        truncated = sum(e.truncated for e in explanations)
+        if truncated:
+            out_console.print(
+                f"{truncated} text(s) were longer than the model's max length of "
+                f"{model.max_length} tokens and were truncated (their last words are not explained)"
+            )
+    if args.global_:
+        assert explanations is not None
+        importance = aggregate_importance(
+            explanations, labels=model.labels, top_k=args.top_k, min_count=args.min_count
+        )
+    if args.evaluate:
+        faithfulness = evaluate_faithfulness(
+            model, texts, methods=[args.method] if args.method else None, sample=args.sample,
+            seed=args.seed, options=options, progress=progress,
+        )  # fmt: skip
+    if args.output:
+        assert explanations is not None
+        _write_batch(Path(args.output), explanations, truths, importance, faithfulness, method)
+    if importance is not None or faithfulness is not None:
+        examples = None
+        if explanations is not None and args.target is None:
+            examples = pick_examples(explanations, truths)
+        path = record_explanations(
+            Path(args.run), data=info, importance=importance, examples=examples,
+            faithfulness=faithfulness,
+        )  # fmt: skip
+        _show_results(args, importance, faithfulness)
+        if args.format != "json":
+            out_console.print(
+                f"saved into {path}, the manifest and {Path(args.run) / 'report.html'}"
+            )
+
+
+def _write_batch(
+    output: Path, explanations: list[Any], truths: list[Any] | None,
+    importance: Any, faithfulness: Any, method: str,
+) -> None:  # fmt: skip
+    from trustune.artifact import atomic_write_text
+    from trustune.explain.render import render_page
+
+    lines = []
+    for row, e in enumerate(explanations, 1):
+        record = {"row": row, **e.to_dict()}
+        if truths is not None:
+            record["true_label"] = truths[row - 1]
+        lines.append(json.dumps(record, ensure_ascii=False))
+    atomic_write_text(output, "\n".join(lines) + "\n")
+    page = output.with_suffix(".html")
+    atomic_write_text(
+        page,
+        render_page(
+            explanations, title=f"Explanations ({method})", importance=importance,
+            faithfulness=faithfulness,
+        ),
+    )  # fmt: skip
+    out_console.print(f"wrote {len(explanations)} explanations to {output} and {page}")
+
+
+def _show_results(args: argparse.Namespace, importance: Any, faithfulness: Any) -> None:
+    if args.format == "json":
+        result = {}
+        if importance is not None:
+            result["global"] = importance.to_dict()
+        if faithfulness is not None:
+            result["faithfulness"] = faithfulness.to_dict()
+        out_console.print_json(json.dumps(result))
+        return
+    if importance is not None:
+        for entry in importance.classes:
+            table = Table(
+                title=f"top words of {entry.label} ({entry.texts} texts, {importance.method})"
+            )
+            for column in ("word", "mean attribution", "count", "frequency"):
+                table.add_column(column, justify="left" if column == "word" else "right")
+            for w in entry.words:
+                table.add_row(
+                    w.word, f"{w.mean_attribution:+.4f}", str(w.count), f"{w.frequency:.0%}"
+                )
+            out_console.print(table)
+    if faithfulness is not None:
+        from trustune.explain.faithfulness import RANDOM
+
+        random = faithfulness.get(RANDOM).comprehensiveness
+        table = Table(
+            title=f"faithfulness on {faithfulness.texts} texts (AOPC over top 1-50% words)"
+        )
+        for column in ("method", "comprehensiveness ↑", "× random", "sufficiency ↓", "s / text"):
+            table.add_column(column, justify="left" if column == "method" else "right")
+        for m in faithfulness.methods:
+            ratio = (
+                "" if m.method == RANDOM or random <= 0 else f"{m.comprehensiveness / random:.2f}"
+            )
+            seconds = "" if m.seconds_per_text is None else f"{m.seconds_per_text:.3f}"
+            table.add_row(
+                m.method, f"{m.comprehensiveness:.4f}", ratio, f"{m.sufficiency:.4f}", seconds
+            )
+        out_console.print(table)

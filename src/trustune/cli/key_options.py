@@ -1,0 +1,114 @@
+"""The key flags shared by every command that opens, encrypts or verifies a run.
+
+``--key-file K`` or ``--passphrase`` (asked in the terminal, or ``TRUSTUNE_PASSPHRASE``); without
+either, ``TRUSTUNE_KEY_FILE`` / ``TRUSTUNE_KEY`` / ``TRUSTUNE_PASSPHRASE`` are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+
+from trustune.errors import ConfigError, MissingKeyError, SecurityError
+from trustune.security.keys import (
+    ENV_KEY,
+    ENV_KEY_FILE,
+    ENV_PASSPHRASE,
+    KeySource,
+    Passphrase,
+    key_from_env,
+    read_key_file,
+)
+
+__all__ = [
+    "ENV_NEW_PASSPHRASE",
+    "ENV_PUBLIC_KEY",
+    "add_key_arguments",
+    "add_new_key_arguments",
+    "add_public_key_argument",
+    "key_from_args",
+    "new_key_from_args",
+    "public_key_from_args",
+]
+
+ENV_NEW_PASSPHRASE = "TRUSTUNE_NEW_PASSPHRASE"
+ENV_PUBLIC_KEY = "TRUSTUNE_PUBLIC_KEY"
+
+
+def add_key_arguments(parser: argparse.ArgumentParser, *, purpose: str) -> None:
+    """``--key-file`` and ``--passphrase``; ``purpose`` ends the help ("to open an encrypted run")."""
+    parser.add_argument(
+        "--key-file", metavar="KEY",
+        help=f"key file (from `trustune keygen`) {purpose}; default: ${ENV_KEY_FILE}, or the key "
+        f"text in ${ENV_KEY}",
+    )  # fmt: skip
+    parser.add_argument(
+        "--passphrase", action="store_true",
+        help=f"use a passphrase instead of a key file {purpose}: read from ${ENV_PASSPHRASE}, "
+        "or asked in the terminal",
+    )  # fmt: skip
+
+
+def add_new_key_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--new-key-file", metavar="KEY", help="the new key file (from `trustune keygen`)"
+    )
+    parser.add_argument(
+        "--new-passphrase", action="store_true",
+        help=f"a new passphrase instead: read from ${ENV_NEW_PASSPHRASE}, or asked in the terminal",
+    )  # fmt: skip
+
+
+def add_public_key_argument(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "--public-key", metavar="P", required=required,
+        help="Ed25519 public key (S.pub from `trustune signing-keygen`)"
+        + ("" if required else f": refuse the run unless its signature verifies; default: ${ENV_PUBLIC_KEY}"),
+    )  # fmt: skip
+
+
+def _ask(env: str, *, what: str, confirm: bool) -> Passphrase:
+    text = os.environ.get(env)
+    if text:
+        return Passphrase(text)
+    if not sys.stdin.isatty():
+        raise MissingKeyError(f"{what}: set ${env}, or run in a terminal to be asked")
+    first = getpass.getpass(f"{what}: ")
+    if confirm and getpass.getpass(f"{what} (again): ") != first:
+        raise SecurityError("the two passphrases differ; nothing was changed")
+    return Passphrase(first)
+
+
+def key_from_args(
+    args: argparse.Namespace, *, required: bool, confirm: bool = False
+) -> KeySource | None:
+    """The key the flags (or the environment) name; ``confirm`` asks a new passphrase twice."""
+    if args.key_file and args.passphrase:
+        raise ConfigError("give --key-file or --passphrase, not both")
+    if args.key_file:
+        return read_key_file(args.key_file)
+    if args.passphrase:
+        return _ask(ENV_PASSPHRASE, what="passphrase", confirm=confirm)
+    key = key_from_env()
+    if key is None and required:
+        raise MissingKeyError(
+            f"no key: pass --key-file KEY or --passphrase, or set ${ENV_KEY_FILE}; create a key "
+            "with `trustune keygen --output KEY`"
+        )
+    return key
+
+
+def new_key_from_args(args: argparse.Namespace) -> KeySource:
+    if bool(args.new_key_file) == bool(args.new_passphrase):
+        raise ConfigError("give the new key with --new-key-file KEY or --new-passphrase (one)")
+    if args.new_key_file:
+        return read_key_file(args.new_key_file)
+    return _ask(ENV_NEW_PASSPHRASE, what="new passphrase", confirm=True)
+
+
+def public_key_from_args(args: argparse.Namespace) -> str | None:
+    """The public-key path of ``--public-key`` or ``$TRUSTUNE_PUBLIC_KEY`` (None: no check)."""
+    path: str | None = args.public_key or os.environ.get(ENV_PUBLIC_KEY) or None
+    return path

@@ -1,0 +1,115 @@
+"""What an explainer needs from a classifier: predictions on token ids, and gradients when it has them.
+
+Perturbation methods only call :meth:`ExplainableModel.probabilities`, so any model that maps
+token ids to logits (a quantized model, an ONNX runtime session behind the Hugging Face call
+convention) can be explained by them. Gradient methods also need a float torch module whose
+input embeddings they can hook.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["ExplainableModel"]
+
+_QUANTIZED_MODULES = (
+    "torch.ao.nn.quantized",
+    "torch.nn.quantized",
+    "torch.ao.nn.intrinsic.quantized",
+)
+
+
+@dataclass
+class ExplainableModel:
+    """A classifier seen by the explainers: tokenizer, labels, and its forward pass on token ids."""
+
+    model: Any
+    tokenizer: Any
+    labels: tuple[int | str, ...]
+    max_length: int
+    pad_id: int
+
+    @classmethod
+    def from_classifier(cls, classifier: Any) -> ExplainableModel:
+        """Wrap a :class:`~trustune.TextClassifier` (or anything with the same attributes)."""
+        return cls(
+            model=classifier.model,
+            tokenizer=classifier.tokenizer,
+            labels=tuple(classifier.labels),
+            max_length=int(classifier.max_length),
+            pad_id=int(classifier.pad_id),
+        )
+
+    def label_index(self, label: Any) -> int:
+        """The class index of a label; an unknown label is an error listing the labels."""
+        from trustune.data import LabelMap
+
+        return LabelMap(self.labels).index_of(label)
+
+    @property
+    def gradient_support(self) -> str | None:
+        """None when gradients can flow to the input embeddings, else why they cannot."""
+        if not isinstance(self.model, torch.nn.Module):
+            return f"it is a {type(self.model).__name__}, not a torch module"
+        embeddings = getattr(self.model, "get_input_embeddings", lambda: None)()
+        if not isinstance(embeddings, torch.nn.Module):
+            return "it has no input embedding layer to attribute to"
+        for module in self.model.modules():
+            if type(module).__module__.startswith(_QUANTIZED_MODULES):
+                return "it is quantized (integer kernels have no gradients)"
+        if not any(p.is_floating_point() for p in self.model.parameters()):
+            return "it has no floating-point weights"
+        return None
+
+    @property
+    def embeddings(self) -> torch.nn.Module:
+        """The token embedding layer that gradient methods attribute to."""
+        layer = self.model.get_input_embeddings()
+        assert isinstance(layer, torch.nn.Module)
+        return layer
+
+    @functools.cached_property
+    def _takes_token_types(self) -> bool:
+        """Whether the model's forward has ``token_type_ids`` (BERT does, DistilBERT does not)."""
+        forward = getattr(self.model, "forward", self.model)
+        try:
+            return "token_type_ids" in inspect.signature(forward).parameters
+        except (TypeError, ValueError):
+            return False
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits (batch, classes) of padded token ids; differentiable for a float torch model."""
+        inputs = {"input_ids": input_ids.long(), "attention_mask": attention_mask}
+        if self._takes_token_types:
+            inputs["token_type_ids"] = torch.zeros_like(input_ids, dtype=torch.long)
+        output = self.model(**inputs)
+        logits = getattr(output, "logits", output)
+        if not isinstance(logits, torch.Tensor):
+            logits = torch.as_tensor(np.asarray(logits))
+        return logits.float()
+
+    def probabilities(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (batch, classes): the function every explanation is about."""
+        return torch.softmax(self.logits(input_ids, attention_mask), dim=-1)
+
+    def predict_ids(
+        self, sequences: Sequence[Sequence[int]], *, batch_size: int = 64
+    ) -> np.ndarray:
+        """Probabilities of unpadded token-id sequences, batched by length, in input order."""
+        from trustune.explain.words import pad_token_batch
+
+        out = np.empty((len(sequences), len(self.labels)), dtype=np.float64)
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                ids, mask = pad_token_batch([sequences[i] for i in idx], pad_id=self.pad_id)
+                out[idx] = self.probabilities(ids, mask).double().numpy()
+        return out

@@ -1,0 +1,122 @@
+"""Attribution methods by name: ``@register_explainer`` adds one, :func:`get_explainer` finds it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from trustune.errors import ConfigError, ModelError
+from trustune.explain.batch import TokenBatch
+from trustune.explain.model import ExplainableModel
+
+__all__ = [
+    "AttributionFn",
+    "ExplainOptions",
+    "Explainer",
+    "MethodResult",
+    "get_explainer",
+    "known_methods",
+    "methods_for",
+    "register_explainer",
+]
+
+
+@dataclass(frozen=True)
+class ExplainOptions:
+    """Knobs of the attribution methods; each method reads the ones it uses."""
+
+    n_steps: int = 50  # integrated gradients: integration steps
+    internal_batch_size: int | None = None  # integrated gradients: rows per forward pass
+    n_samples: int = 200  # kernel-shap: coalitions sampled per text
+    texts_per_batch: int = 8  # texts explained in one call where the method allows
+    seed: int = 0  # kernel-shap sampling
+
+    def __post_init__(self) -> None:
+        for name in ("n_steps", "n_samples", "texts_per_batch"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: {getattr(self, name)} is not allowed, it must be > 0")
+        if self.internal_batch_size is not None and self.internal_batch_size < 1:
+            raise ConfigError(
+                f"internal_batch_size: {self.internal_batch_size} is not allowed, it must be > 0"
+            )
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """Word scores of each text of a batch, and the completeness error where the method has one."""
+
+    scores: list[np.ndarray]
+    deltas: list[float] | None = None
+
+
+AttributionFn = Callable[[ExplainableModel, TokenBatch, ExplainOptions], MethodResult]
+
+
+@dataclass(frozen=True)
+class Explainer:
+    """A registered attribution method."""
+
+    name: str
+    attribute: AttributionFn = field(repr=False)
+    summary: str
+    needs_gradients: bool
+    signed: bool = True
+    batched: bool = True  # False: one text per call
+
+    def check_model(self, model: ExplainableModel) -> None:
+        """Refuse a model this method cannot explain, naming the methods that can."""
+        if not self.needs_gradients:
+            return
+        reason = model.gradient_support
+        if reason is not None:
+            able = ", ".join(methods_for(model))
+            raise ModelError(
+                f"method {self.name!r} needs gradients through the model, and this model "
+                f"cannot give them: {reason}. Methods that need only predictions: {able}"
+            )
+
+
+_EXPLAINERS: dict[str, Explainer] = {}
+
+
+def register_explainer(
+    name: str, *, summary: str, needs_gradients: bool, signed: bool = True, batched: bool = True
+) -> Callable[[AttributionFn], AttributionFn]:
+    """Register an attribution function under ``name``; a duplicate name is an error."""
+
+    def decorator(fn: AttributionFn) -> AttributionFn:
+        if name in _EXPLAINERS:
+            raise ConfigError(
+                f"an explanation method named {name!r} is already registered; "
+                f"the methods are {known_methods()}"
+            )
+        _EXPLAINERS[name] = Explainer(
+            name=name, attribute=fn, summary=summary, needs_gradients=needs_gradients,
+            signed=signed, batched=batched,
+        )  # fmt: skip
+        return fn
+
+    return decorator
+
+
+def known_methods() -> list[str]:
+    """Names of the registered methods, in registration order."""
+    return list(_EXPLAINERS)
+
+
+def get_explainer(name: str) -> Explainer:
+    """The method registered as ``name``; an unknown name is an error listing the known ones."""
+    try:
+        return _EXPLAINERS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown explanation method {name!r}; the methods are {', '.join(known_methods())}"
+        ) from None
+
+
+def methods_for(model: ExplainableModel) -> list[str]:
+    """The registered methods that can explain this model."""
+    gradients = model.gradient_support is None
+    return [name for name, e in _EXPLAINERS.items() if gradients or not e.needs_gradients]

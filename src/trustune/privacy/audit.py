@@ -1,0 +1,366 @@
+"""Membership-inference audit: can an attacker tell the training rows from unseen ones?
+
+Each attack gives every example a score (higher: "was in training"); the audit reports how
+well the scores separate members from non-members: ROC-AUC, the true-positive rate at 1% and
+0.1% false positives (the regime that matters, Carlini et al. 2022), each with a bootstrap
+confidence interval, and the ROC curve. Attacks (a registry by name):
+
+- ``loss``: the loss threshold attack (Yeom et al. 2018): members have lower loss.
+- ``neighbourhood``: calibrated per example without extra training (Mattern et al. 2023):
+  the loss of the text against the loss of small perturbations of it (words dropped or
+  swapped); a memorised text is much better fit than its neighbours.
+- ``reference``: difficulty calibration with a reference model trained on other data
+  (Watson et al. 2022): the target's loss against the reference model's loss.
+
+An audit measures what these attacks achieve: a lower bound on leakage, not a proof that
+there is none. A DP guarantee bounds every attack: TPR <= e^ε * FPR + δ.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trustune.errors import DataError, TrustuneError
+
+__all__ = [
+    "ATTACKS",
+    "AUDIT_FILE",
+    "AttackResult",
+    "attack_metrics",
+    "audit_privacy",
+    "neighbours",
+    "per_example_loss",
+    "register_attack",
+    "run_attacks",
+]
+
+AUDIT_FILE = "privacy_audit.json"
+_FPRS = (0.01, 0.001)
+_ROC_POINTS = 200
+
+ProbaFn = Callable[[Sequence[str]], np.ndarray]
+
+
+def per_example_loss(
+    predict_proba: ProbaFn, texts: Sequence[str], labels: Sequence[int]
+) -> np.ndarray:
+    """Cross-entropy of the true label, one value per text."""
+    probs = np.asarray(predict_proba(list(texts)), dtype=np.float64)
+    picked = probs[np.arange(len(labels)), np.asarray(labels, dtype=np.int64)]
+    return -np.log(np.clip(picked, 1e-12, 1.0))
+
+
+def neighbours(text: str, *, count: int, seed: int) -> list[str]:
+    """``count`` perturbations of ``text``: about 15% of its words dropped or swapped."""
+    words = text.split()
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        changed = list(words)
+        for _ in range(max(1, round(0.15 * len(words)))):
+            if len(changed) > 2 and rng.random() < 0.5:
+                del changed[rng.randrange(len(changed))]
+            elif len(changed) > 1:
+                i = rng.randrange(len(changed) - 1)
+                changed[i], changed[i + 1] = changed[i + 1], changed[i]
+        out.append(" ".join(changed) or text)
+    return out
+
+
+@dataclass
+class AuditData:
+    """What the attacks see: members and non-members with labels, and the models' outputs."""
+
+    texts: list[str]
+    labels: list[int]
+    is_member: np.ndarray  # (n,) bool
+    predict_proba: ProbaFn
+    reference_proba: ProbaFn | None = None
+    neighbour_count: int = 8
+    seed: int = 0
+
+
+AttackFn = Callable[[AuditData], np.ndarray]
+ATTACKS: dict[str, tuple[str, AttackFn]] = {}
+
+
+def register_attack(name: str, description: str) -> Callable[[AttackFn], AttackFn]:
+    """Add an attack to the registry; a duplicate name is an error that lists the known ones."""
+
+    def add(fn: AttackFn) -> AttackFn:
+        if name in ATTACKS:
+            raise ValueError(f"attack {name!r} is already registered; known: {sorted(ATTACKS)}")
+        ATTACKS[name] = (description, fn)
+        return fn
+
+    return add
+
+
+@register_attack("loss", "loss threshold (Yeom et al. 2018)")
+def _loss_attack(data: AuditData) -> np.ndarray:
+    return -per_example_loss(data.predict_proba, data.texts, data.labels)
+
+
+@register_attack("neighbourhood", "loss calibrated by perturbed neighbours (Mattern et al. 2023)")
+def _neighbourhood_attack(data: AuditData) -> np.ndarray:
+    own = per_example_loss(data.predict_proba, data.texts, data.labels)
+    k = data.neighbour_count
+    texts = [
+        n for i, t in enumerate(data.texts) for n in neighbours(t, count=k, seed=data.seed + i)
+    ]
+    labels = [y for y in data.labels for _ in range(k)]
+    around = per_example_loss(data.predict_proba, texts, labels).reshape(len(data.texts), k)
+    return np.asarray(around.mean(axis=1) - own)
+
+
+@register_attack("reference", "loss calibrated by a reference model (Watson et al. 2022)")
+def _reference_attack(data: AuditData) -> np.ndarray:
+    assert data.reference_proba is not None
+    target = per_example_loss(data.predict_proba, data.texts, data.labels)
+    reference = per_example_loss(data.reference_proba, data.texts, data.labels)
+    return np.asarray(reference - target)
+
+
+@dataclass
+class AttackResult:
+    """How well one attack's scores separate members from non-members."""
+
+    name: str
+    description: str
+    auc: float
+    auc_ci: tuple[float, float]
+    tpr_at_fpr: dict[str, float]  # "0.01" -> TPR
+    tpr_at_fpr_ci: dict[str, tuple[float, float]]
+    advantage: float  # max over thresholds of TPR - FPR
+    roc: dict[str, list[float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "description": self.description, "auc": self.auc,
+            "auc_ci": list(self.auc_ci), "tpr_at_1pct_fpr": self.tpr_at_fpr["0.01"],
+            "tpr_at_1pct_fpr_ci": list(self.tpr_at_fpr_ci["0.01"]),
+            "tpr_at_0.1pct_fpr": self.tpr_at_fpr["0.001"],
+            "tpr_at_0.1pct_fpr_ci": list(self.tpr_at_fpr_ci["0.001"]),
+            "advantage": self.advantage, "roc": self.roc,
+        }  # fmt: skip
+
+
+def _auc(members: np.ndarray, others: np.ndarray) -> float:
+    """Mann-Whitney AUC (ties count half): P(member score > non-member score)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([members, others]))
+    n1, n0 = len(members), len(others)
+    return float((ranks[:n1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _tpr_at(members: np.ndarray, others: np.ndarray, fpr: float) -> float:
+    """The highest TPR whose threshold flags at most ``fpr`` of the non-members."""
+    allowed = math.floor(fpr * len(others))  # non-members allowed above the threshold
+    ordered = np.sort(others)[::-1]
+    threshold = ordered[allowed] if allowed < len(ordered) else -np.inf
+    return float(np.mean(members > threshold))
+
+
+def attack_metrics(
+    name: str, description: str, scores: np.ndarray, is_member: np.ndarray, *,
+    bootstrap: int = 1000, seed: int = 0,
+) -> AttackResult:  # fmt: skip
+    """AUC, TPR at 1% / 0.1% FPR with 95% bootstrap intervals, and a thinned ROC curve."""
+    from sklearn.metrics import roc_curve
+
+    members, others = scores[is_member], scores[~is_member]
+    auc = _auc(members, others)
+    tprs = {str(f): _tpr_at(members, others, f) for f in _FPRS}
+    rng = np.random.default_rng(seed)
+    boot_auc: list[float] = []
+    boot_tpr: dict[str, list[float]] = {str(f): [] for f in _FPRS}
+    for _ in range(bootstrap):
+        m = members[rng.integers(0, len(members), len(members))]
+        o = others[rng.integers(0, len(others), len(others))]
+        boot_auc.append(_auc(m, o))
+        for f in _FPRS:
+            boot_tpr[str(f)].append(_tpr_at(m, o, f))
+
+    def interval(values: list[float], point: float) -> tuple[float, float]:
+        if not values:
+            return (point, point)
+        lo, hi = np.percentile(values, [2.5, 97.5])
+        return (round(float(lo), 4), round(float(hi), 4))
+
+    fpr, tpr, _ = roc_curve(is_member.astype(int), scores)
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), _ROC_POINTS)).round().astype(int))
+    return AttackResult(
+        name=name, description=description, auc=round(auc, 4),
+        auc_ci=interval(boot_auc, auc), tpr_at_fpr={k: round(v, 4) for k, v in tprs.items()},
+        tpr_at_fpr_ci={k: interval(boot_tpr[k], tprs[k]) for k in tprs},
+        advantage=round(float(np.max(tpr - fpr)), 4),
+        roc={"fpr": [round(float(x), 5) for x in fpr[keep]], "tpr": [round(float(x), 5) for x in tpr[keep]]},
+    )  # fmt: skip
+
+
+def run_attacks(
+    data: AuditData, *, attacks: Sequence[str] | None = None, bootstrap: int = 1000
+) -> list[AttackResult]:
+    """Score with each attack (``reference`` only when a reference model is given)."""
+    names = list(attacks) if attacks is not None else [
+        n for n in ATTACKS if n != "reference" or data.reference_proba is not None
+    ]  # fmt: skip
+    unknown = [n for n in names if n not in ATTACKS]
+    if unknown:
+        raise TrustuneError(f"unknown attack(s) {unknown}; known: {sorted(ATTACKS)}")
+    results = []
+    for name in names:
+        description, fn = ATTACKS[name]
+        scores = np.asarray(fn(data), dtype=np.float64)
+        results.append(
+            attack_metrics(
+                name, description, scores, data.is_member, bootstrap=bootstrap, seed=data.seed
+            )
+        )
+    return results
+
+
+def _read_rows(
+    path: str | Path, classifier: Any, limit: int, seed: int
+) -> tuple[list[str], list[int], dict[str, Any]]:
+    from trustune.data import read_labeled
+
+    labeled, _ = read_labeled(
+        path, text_column=classifier.manifest.get("text_column"),
+        label_column=classifier.manifest.get("label_column"),
+    )  # fmt: skip
+    labeled.encode(classifier.label_map, source=str(path))
+    order = list(range(len(labeled)))
+    if len(order) > limit:
+        order = sorted(random.Random(seed).sample(order, limit))
+    info = {k: labeled.info[k] for k in ("path", "sha256", "rows")}
+    info["used"] = len(order)
+    return [labeled.texts[i] for i in order], [labeled.labels[i] for i in order], info
+
+
+def reading(results: Sequence[AttackResult], privacy: dict[str, Any] | None) -> str:
+    """A plain-language reading of the audit for the report."""
+    strongest = max(results, key=lambda r: r.auc)
+    lo, hi = strongest.auc_ci
+    dp = privacy or {}
+    parts = []
+    if lo <= 0.5 <= hi or hi < 0.55:
+        parts.append(
+            f"None of the attacks told training rows from unseen rows clearly better than a coin "
+            f"flip: the strongest ({strongest.name}) reached AUC {strongest.auc:.3f} "
+            f"(95% CI {lo:.3f} to {hi:.3f}; 0.5 is chance)."
+        )
+    else:
+        parts.append(
+            f"The {strongest.name} attack tells training rows from unseen rows better than chance: "
+            f"AUC {strongest.auc:.3f} (95% CI {lo:.3f} to {hi:.3f}; 0.5 is chance), and at 1% false "
+            f"positives it finds {100 * strongest.tpr_at_fpr['0.01']:.1f}% of the training rows. "
+            "The model has memorised something about individual training rows."
+        )
+    if dp.get("dp"):
+        eps, delta = float(dp["epsilon"]), float(dp["delta"])
+        bound = min(1.0, math.exp(eps) * 0.01 + delta)
+        parts.append(
+            f"The model was trained with differential privacy (ε = {eps:.2f}, δ = {delta:.2g}): "
+            f"no attack can find more than {100 * bound:.1f}% of the training rows at 1% false "
+            "positives"
+            + (" — at this ε the bound allows everything, so the evidence is the audit itself."
+               if bound >= 1.0 else ".")
+        )  # fmt: skip
+    else:
+        parts.append(
+            "The model was trained without differential privacy: nothing bounds an attack."
+        )
+    parts.append(
+        "An audit shows what these attacks achieve, a lower bound on leakage; it cannot prove "
+        "that no stronger attack exists."
+    )
+    return " ".join(parts)
+
+
+def audit_privacy(
+    run: str | Path, *, members: str | Path, non_members: str | Path,
+    reference: str | Path | None = None, limit: int = 2000, neighbour_count: int = 8,
+    bootstrap: int = 1000, seed: int = 0, save: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    """Run the membership-inference attacks against a run; saves ``privacy_audit.json``,
+    the manifest's ``privacy.audit`` summary and the report's Privacy section."""
+    import trustune
+
+    classifier = trustune.load(run)
+    m_texts, m_labels, m_info = _read_rows(members, classifier, limit, seed)
+    n_texts, n_labels, n_info = _read_rows(non_members, classifier, limit, seed + 1)
+    if min(len(m_texts), len(n_texts)) < 10:
+        raise DataError("the audit needs at least 10 members and 10 non-members")
+    overlap = set(m_texts) & set(n_texts)
+    if overlap:
+        raise DataError(
+            f"{len(overlap)} text(s) appear in both --members and --non-members; the sets must "
+            "be disjoint"
+        )
+    reference_proba = None
+    if reference is not None:
+        reference_model = trustune.load(reference)
+        if list(reference_model.labels) != list(classifier.labels):
+            raise DataError(f"the reference run {reference} has other labels than {run}")
+        reference_proba = reference_model.predict_proba
+    data = AuditData(
+        texts=m_texts + n_texts, labels=m_labels + n_labels,
+        is_member=np.array([True] * len(m_texts) + [False] * len(n_texts)),
+        predict_proba=lambda texts: classifier.predict_proba(texts, batch_size=64),
+        reference_proba=reference_proba, neighbour_count=neighbour_count, seed=seed,
+    )  # fmt: skip
+    results = run_attacks(data, bootstrap=bootstrap)
+    privacy = classifier.manifest.get("privacy")
+    strongest = max(results, key=lambda r: r.auc)
+    audit = {
+        "members": m_info, "non_members": n_info,
+        "reference": str(reference) if reference is not None else None,
+        "neighbours": neighbour_count, "bootstrap": bootstrap, "seed": seed,
+        "auc": strongest.auc, "auc_ci": list(strongest.auc_ci), "strongest_attack": strongest.name,
+        "tpr_at_1pct_fpr": strongest.tpr_at_fpr["0.01"],
+        "tpr_at_0.1pct_fpr": strongest.tpr_at_fpr["0.001"],
+        "attacks": [r.to_dict() for r in results],
+        "reading": reading(results, privacy),
+        "note": (
+            f"TPR at 0.1% FPR rests on the top {max(1, math.floor(0.001 * len(n_texts)))} "
+            f"non-member score(s) of {len(n_texts)}; it needs >= 10,000 non-members to be stable"
+        ),
+    }  # fmt: skip
+    if save:
+        _save(Path(run), audit)
+    return audit
+
+
+def _save(run_dir: Path, audit: dict[str, Any]) -> None:
+    from trustune.artifact import atomic_write_json, read_manifest, read_metrics
+    from trustune.run import save_records
+
+    atomic_write_json(run_dir / AUDIT_FILE, audit)
+    manifest = read_manifest(run_dir)
+    summary = {
+        k: audit[k]
+        for k in ("auc", "auc_ci", "strongest_attack", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")
+    }
+    manifest.setdefault("privacy", {"dp": False})["audit"] = {
+        **summary, "members": audit["members"], "non_members": audit["non_members"],
+    }  # fmt: skip
+    save_records(run_dir, manifest, read_metrics(run_dir))
+
+
+def read_audit(run_dir: Path) -> dict[str, Any] | None:
+    """The run's saved audit, if any."""
+    path = Path(run_dir) / AUDIT_FILE
+    if not path.is_file():
+        return None
+    result: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return result
