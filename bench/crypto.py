@@ -259,7 +259,7 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---:|---:|",
         f"| seal, crypto layer ({layer['bytes'] / MB:.0f} MB in memory) | {layer['seal_s'] * 1e3:.0f} ms | {layer['seal_mb_s']:.0f} MB/s |",
         f"| open, crypto layer ({layer['bytes'] / MB:.0f} MB in memory) | {layer['open_s'] * 1e3:.0f} ms | {layer['open_mb_s']:.0f} MB/s |",
-        f"| open model weights into memory ({run['weights_bytes'] / MB:.1f} MB, as `load` does) | {run['open_weights_in_memory_s'] * 1e3:.1f} ms | {run['open_weights_in_memory_mb_s']:.0f} MB/s |",
+        f"| decrypt the model weights into memory ({run['weights_bytes'] / MB:.1f} MB, `SealedRun.read`) | {run['open_weights_in_memory_s'] * 1e3:.1f} ms | {run['open_weights_in_memory_mb_s']:.0f} MB/s |",
         f"| `encrypt_run`, file to file with fsync ({run['model_folder_bytes'] / MB:.1f} MB) | {run['encrypt_run_s'] * 1e3:.0f} ms | {run['encrypt_run_mb_s']:.0f} MB/s |",
         f"| `decrypt_run`, file to file with fsync | {run['decrypt_run_s'] * 1e3:.0f} ms | {run['decrypt_run_mb_s']:.0f} MB/s |",
         f"| `trustune.load`, plaintext run | {run['load_plain_s'] * 1e3:.1f} ms | |",

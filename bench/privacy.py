@@ -43,6 +43,7 @@ DATA = REPO.parent / "shared" / "data" / "sst2"
 RESULTS = REPO / "bench" / "results"
 
 STEP_SYSTEMS = ("step:non-private", "step:dp", "step:dp-opacus-ghost", "step:dp-embeddings")
+PAIRED = "step:paired"
 TRAIN_SYSTEMS = ("train:non-private", "train:dp-eps8", "train:dp-eps3", "train:overfit")
 
 
@@ -92,78 +93,113 @@ def machine_info() -> dict[str, Any]:
 # -- children ----------------------------------------------------------------------------------
 
 
-def _step_child(system: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """Time optimizer steps on fixed batches of ``spec['batch_size']`` rows."""
+def _step_setup(spec: dict[str, Any]) -> dict[str, Any]:
+    """The data and fixed batches every step system runs on."""
     import torch
 
-    from trustune.config import RunConfig
-    from trustune.models import load_classifier, load_tokenizer, resolve_model
-    from trustune.privacy.engine import PrivateTraining, physical_batches, plan_privacy
+    from trustune.models import load_tokenizer, resolve_model
     from trustune.train.batching import encode_texts
-    from trustune.train.setup import build_optimizer
 
     torch.manual_seed(0)
     texts, labels = read_tsv(Path(spec["train_file"]))
     resolved = resolve_model(spec["model"])
-    tokenizer = load_tokenizer(resolved)
-    model = load_classifier(resolved, id2label={0: "0", 1: "1"}, attn_implementation="eager")
-    encoded = encode_texts(tokenizer, texts, max_length=spec["max_length"])
+    encoded = encode_texts(load_tokenizer(resolved), texts, max_length=spec["max_length"])
     rng = random.Random(0)
-    batch_size, n_steps, warmup = spec["batch_size"], spec["steps"], spec["warmup"]
+    lengths = [len(ids) for ids in encoded.input_ids]
     batches = [
-        rng.sample(range(len(texts)), batch_size) for _ in range(n_steps + warmup)
+        sorted(rng.sample(range(len(texts)), spec["batch_size"]), key=lambda j: -lengths[j])
+        for _ in range(spec["steps"] + spec["warmup"])
     ]  # fmt: skip
+    return {"resolved": resolved, "encoded": encoded, "labels": labels, "batches": batches,
+            "rows": len(texts)}  # fmt: skip
+
+
+def _stepper(system: str, spec: dict[str, Any], setup: dict[str, Any]) -> tuple[Any, Any]:
+    """A fresh model and a function taking one optimizer step on a batch of row indices."""
+    import torch
+
+    from trustune.config import RunConfig
+    from trustune.models import load_classifier
+    from trustune.privacy.engine import PrivateTraining, physical_batches, plan_privacy
+    from trustune.train.setup import build_optimizer
+
+    batch_size, ids, labels = spec["batch_size"], setup["encoded"].input_ids, setup["labels"]
+    model = load_classifier(
+        setup["resolved"], id2label={0: "0", 1: "1"}, attn_implementation="eager"
+    )
     config = RunConfig.from_dict({
         "train": {"batch_size": batch_size, "max_grad_norm": 1.0},
         "privacy": {"epsilon": 8.0, "freeze_embeddings": system != "step:dp-embeddings"},
     })  # fmt: skip
-    step: Any
+
+    def batches(idx: list[int]) -> list[dict[str, Any]]:
+        return physical_batches(
+            idx, input_ids=ids, labels=labels, pad_id=0, physical_batch_size=batch_size
+        )
+
     if system == "step:non-private":
         model.train()
         optimizer = build_optimizer(model, config.train)
 
-        def step(idx: list[int]) -> None:
-            batch = physical_batches(idx, input_ids=encoded.input_ids, labels=labels, pad_id=0,
-                                     physical_batch_size=batch_size)[0]  # fmt: skip
+        def plain_step(idx: list[int]) -> None:
+            batch = batches(idx)[0]
             batch.pop("position_ids")
-            loss = model(**batch).loss
-            loss.backward()
+            model(**batch).loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-    else:
-        plan = plan_privacy(config, train_rows=len(texts))
-        private = PrivateTraining(plan, lean_first_pass=system != "step:dp-opacus-ghost")
-        private.freeze(model)
-        optimizer = build_optimizer(model, config.train)
-        private.attach(model, optimizer)
+        return model, plain_step
+    plan = plan_privacy(config, train_rows=setup["rows"])
+    private = PrivateTraining(plan, lean_first_pass=system != "step:dp-opacus-ghost")
+    private.freeze(model)
+    private.attach(model, build_optimizer(model, config.train))
+    return model, lambda idx: private.step(batches(idx))
 
-        def step(idx: list[int]) -> None:
-            private.step(
-                physical_batches(
-                    idx,
-                    input_ids=encoded.input_ids,
-                    labels=labels,
-                    pad_id=0,
-                    physical_batch_size=batch_size,
-                )
-            )
 
+def _step_child(system: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """One system alone in its process: step time and peak memory."""
+    setup = _step_setup(spec)
+    model, step = _stepper(system, spec, setup)
     rss_before = current_rss_mb()
     times = []
-    for i, idx in enumerate(batches):
+    for i, idx in enumerate(setup["batches"]):
         started = time.perf_counter()
-        step(sorted(idx, key=lambda j: -len(encoded.input_ids[j])))
-        if i >= warmup:
+        step(idx)
+        if i >= spec["warmup"]:
             times.append(time.perf_counter() - started)
-    tokens = [max(len(encoded.input_ids[j]) for j in idx) for idx in batches[warmup:]]
     return {
         "system": system, "step_s_median": statistics.median(times),
         "step_s_mean": statistics.fmean(times), "steps": len(times),
-        "mean_padded_length": statistics.fmean(tokens), "rss_before_steps_mb": rss_before,
-        "peak_rss_mb": peak_rss_mb(), "trainable_parameters": sum(
-            p.numel() for p in model.parameters() if p.requires_grad
+        "rss_before_steps_mb": rss_before, "peak_rss_mb": peak_rss_mb(),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }  # fmt: skip
+
+
+def _paired_child(system: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Every step system in one process, taking turns on each batch: on a shared, noisy machine
+    the others' load then weighs on all systems alike, and the ratios stay comparable."""
+    setup = _step_setup(spec)
+    steppers = {s: _stepper(s, spec, setup)[1] for s in STEP_SYSTEMS}
+    times: dict[str, list[float]] = {s: [] for s in STEP_SYSTEMS}
+    for i, idx in enumerate(setup["batches"]):
+        order = list(STEP_SYSTEMS[i % len(STEP_SYSTEMS) :] + STEP_SYSTEMS[: i % len(STEP_SYSTEMS)])
+        for s in order:
+            started = time.perf_counter()
+            steppers[s](idx)
+            if i >= spec["warmup"]:
+                times[s].append(time.perf_counter() - started)
+    base = times["step:non-private"]
+    return {
+        "system": system,
+        "step_s_median": {s: statistics.median(t) for s, t in times.items()},
+        "ratio_median_of_pairs": {
+            s: statistics.median(a / b for a, b in zip(t, base, strict=True))
+            for s, t in times.items()
+        },
+        "steps": len(base),
+        "mean_padded_length": statistics.fmean(
+            len(setup["encoded"].input_ids[idx[0]]) for idx in setup["batches"]
         ),
     }  # fmt: skip
 
@@ -219,7 +255,13 @@ def _train_child(system: str, spec: dict[str, Any]) -> dict[str, Any]:
 def child_main(system: str, spec_path: Path, result_path: Path) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     spec = json.loads(spec_path.read_text())
-    run = _step_child if system.startswith("step:") else _train_child
+    run = (
+        _paired_child
+        if system == PAIRED
+        else _step_child
+        if system.startswith("step:")
+        else _train_child
+    )
     result = run(system, spec)
     result_path.write_text(json.dumps(result, indent=1))
     return 0
@@ -232,8 +274,10 @@ def launch(system: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", system, "--child-spec", str(spec_path),
                "--child-result", str(result_path)]  # fmt: skip
     print(f"[privacy bench] {system} ...", file=sys.stderr, flush=True)
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     if done.returncode != 0 or not result_path.exists():
         tail = done.stderr[-2000:]
         print(tail, file=sys.stderr)
@@ -241,6 +285,9 @@ def launch(system: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(result_path.read_text())
     result["ok"] = True
     result["process_wall_s"] = time.perf_counter() - started
+    # the child's CPU time per wall second out of the cores: below ~1.8 of 2, others were busy
+    result["cpu_s_per_wall_s"] = cpu_s / result["process_wall_s"]
+    result["load_average_after"] = os.getloadavg()[0]
     print(f"[privacy bench] {system} done in {result['process_wall_s']:.0f} s", file=sys.stderr)
     return result
 
@@ -261,9 +308,11 @@ def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         get("step:non-private", "step_s_median"),
         get("step:non-private", "peak_rss_mb"),
     )
-    out: dict[str, Any] = {"step_time_ratio": {}, "peak_memory_ratio": {}}
+    out: dict[str, Any] = {"step_time_ratio": {}, "peak_memory_ratio": {}, "solo_ratio": {}}
+    paired = get(PAIRED, "ratio_median_of_pairs") or {}
     for s in STEP_SYSTEMS[1:]:
-        out["step_time_ratio"][s] = _ratio(get(s, "step_s_median"), base_t)
+        out["solo_ratio"][s] = _ratio(get(s, "step_s_median"), base_t)
+        out["step_time_ratio"][s] = paired.get(s, out["solo_ratio"][s])
         out["peak_memory_ratio"][s] = _ratio(get(s, "peak_rss_mb"), base_m)
     acc8 = get("train:dp-eps8", "accuracy_test")
     audit8, overfit = get("train:dp-eps8", "audit"), get("train:overfit", "audit")
@@ -297,16 +346,27 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"**Step time at the same logical batch ({spec['batch_size']})**, median of "
         f"{spec['steps']} steps after {spec['warmup']} warm-up, same batches for every system:",
         "",
-        "| system | step (s) | × non-private | peak RSS (MB) | × non-private | trainable params |",
-        "|---|---|---|---|---|---|",
+        "| system | paired: step (s) | paired: × non-private | alone: step (s) | alone: × "
+        "| peak RSS (MB) | × non-private | trainable params | CPU s per s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    paired = r.get(PAIRED, {})
     for system in STEP_SYSTEMS:
         x = r.get(system, {})
         lines.append(
-            f"| {system} | {_f(x.get('step_s_median'))} | {_f(s['step_time_ratio'].get(system), 2)} "
+            f"| {system} | {_f((paired.get('step_s_median') or {}).get(system))} "
+            f"| {_f((paired.get('ratio_median_of_pairs') or {}).get(system), 2)} "
+            f"| {_f(x.get('step_s_median'))} | {_f(s['solo_ratio'].get(system), 2)} "
             f"| {_f(x.get('peak_rss_mb'), 0)} | {_f(s['peak_memory_ratio'].get(system), 2)} "
-            f"| {x.get('trainable_parameters', '—')} |"
+            f"| {x.get('trainable_parameters', '—')} | {_f(x.get('cpu_s_per_wall_s'), 2)} |"
         )
+    lines += [
+        "",
+        "Paired: all systems in one process taking turns on each batch (the ratio is the median "
+        "of per-batch ratios; robust to other load on the machine). Alone: each system in its "
+        "own process, which is also where peak memory comes from. CPU s per s: the child's CPU "
+        "time per wall second (2 = both cores to itself).",
+    ]
     lines += [
         "",
         "**Training, accuracy and membership inference** (audit: strongest attack, 95% bootstrap CI):",
@@ -317,7 +377,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     for system in TRAIN_SYSTEMS:
         x = r.get(system, {})
         if not x.get("ok"):
-            lines.append(f"| {system} | failed | | | | | | |")
+            lines.append(f"| {system} | {'failed' if x else 'not run'} | | | | | | |")
             continue
         p, a = x["privacy"], x["audit"]
         eps = f"{p['epsilon']:.2f} ({p['delta']:.1e})" if p.get("dp") else "∞ (non-private)"
@@ -374,7 +434,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--overfit-epochs", type=int, default=10)
     p.add_argument("--steps", type=int, default=12, help="measured steps per step system")
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--systems", default=",".join(STEP_SYSTEMS + TRAIN_SYSTEMS))
+    p.add_argument("--systems", default=",".join((PAIRED, *STEP_SYSTEMS, *TRAIN_SYSTEMS)))
     p.add_argument("--render", type=Path, help="only re-render the Markdown of a results JSON")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--child-spec", type=Path, help=argparse.SUPPRESS)

@@ -36,7 +36,13 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, max_position_embeddings=128,
     )  # fmt: skip
-    BertForSequenceClassification(config).save_pretrained(folder, safe_serialization=True)
+    import torch
+
+    # Seeded, so the tiny model is the same whichever tests ran before it was built.
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = BertForSequenceClassification(config)
+    model.save_pretrained(folder, safe_serialization=True)
     return folder
 
 

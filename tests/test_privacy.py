@@ -27,6 +27,19 @@ from trustune.privacy.engine import (
 )
 from trustune.progress import Progress
 
+
+@pytest.mark.parametrize(
+    "module",
+    ["trustune.privacy", "trustune.privacy.accountant", "trustune.privacy.engine",
+     "trustune.privacy.redact", "trustune.privacy.audit", "trustune.privacy.report"],
+)  # fmt: skip
+def test_every_public_name_exists(module: str) -> None:
+    import importlib
+
+    mod = importlib.import_module(module)
+    assert mod.__all__ and all(hasattr(mod, name) for name in mod.__all__)
+
+
 # -- the accountant -------------------------------------------------------------------------
 
 

@@ -34,10 +34,13 @@ __all__ = [
     "ATTACKS",
     "AUDIT_FILE",
     "AttackResult",
+    "AuditData",
     "attack_metrics",
     "audit_privacy",
     "neighbours",
     "per_example_loss",
+    "read_audit",
+    "reading",
     "register_attack",
     "run_attacks",
 ]

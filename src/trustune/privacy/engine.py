@@ -46,6 +46,8 @@ __all__ = [
     "PrivacyPlan",
     "PrivateTraining",
     "check_sampler",
+    "manifest_section",
+    "physical_batches",
     "plan_privacy",
     "private_precision",
 ]
@@ -236,6 +238,7 @@ class PrivateTraining:
         self.frozen: list[str] = []
         self._sampler: PoissonBatchSampler | None = None
         self._anchor_hook: Any = None
+        self._epsilon_at: tuple[int, float] = (-1, 0.0)
 
     # -- setting up ---------------------------------------------------------------------
 
@@ -399,8 +402,10 @@ class PrivateTraining:
         return self.accountant.steps
 
     def epsilon(self) -> float:
-        """ε spent so far, at the plan's δ."""
-        return self.accountant.epsilon(self.plan.delta)
+        """ε spent so far, at the plan's δ (computed once per step count: PRV takes a while)."""
+        if self._epsilon_at[0] != self.steps:
+            self._epsilon_at = (self.steps, self.accountant.epsilon(self.plan.delta))
+        return self._epsilon_at[1]
 
     def epsilon_for_display(self, *, every_s: float = 2.0) -> float:
         """ε for the progress bar, recomputed at most every ``every_s`` seconds."""
