@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # The CPU build of torch; set TORCH_SPEC to use another build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test test-postgres lint bench install clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Only the PostgreSQL store tests, against a throwaway server on loopback (as CI runs them).
+test-postgres: $(STAMP)
+	bash .ci/with-postgres $(BIN)/python -m pytest tests/test_store_postgres.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/train_sst2.py

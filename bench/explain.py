@@ -15,7 +15,7 @@ the output says which):
   [CLS]/[SEP], the same probability output, convergence delta requested), and how closely its
   word scores agree with trustune's;
 * ERASER faithfulness (comprehensiveness / sufficiency AOPC) of every method and of random
-  rankings on ``--eval-sample`` sentences.
+  rankings on the same sentences, scored from the explanations just timed.
 
 Targets (issue #3): integrated gradients at 50 steps <= 0.25 s per sentence, >= 2x the
 baseline's throughput on 100 sentences, comprehensiveness of the default method >= 2x random.
@@ -27,9 +27,16 @@ How to run
 ----------
 From the repository root::
 
-    PYTHONPATH=src .venv/bin/python bench/explain.py               # ~5 minutes on 2 cores
-    PYTHONPATH=src .venv/bin/python bench/explain.py --sentences 20 --eval-sample 20 \\
-        --train-rows 0                                             # quick trial
+    PYTHONPATH=src .venv/bin/python bench/explain.py               # ~15 minutes on 2 cores
+    PYTHONPATH=src .venv/bin/python bench/explain.py --sweep-batch 1,2,8,16   # + batch sizes
+    PYTHONPATH=src .venv/bin/python bench/explain.py --sentences 20 \\
+        --train-rows 0 --repeats 1                                 # quick trial
+
+Integrated gradients and the baseline are timed in each of ``--repeats`` rounds (default 3),
+one after the other, so noise falls on both alike; their figures are medians, and the speed-up
+is the median over rounds of baseline time / integrated-gradients time. The other methods,
+integrated gradients with the other attention kernel (eager or SDPA) and the ``--sweep-batch``
+sizes are timed in the first round only.
 
 Results go to ``bench/results/explain-<timestamp>.json`` (or ``--out``); a Markdown block
 ready for BENCHMARKS.md is printed to stdout.
@@ -38,16 +45,19 @@ ready for BENCHMARKS.md is printed to stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import dataclasses
 import datetime as dt
 import json
 import os
 import platform
 import random
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +67,25 @@ RESULTS_DIR = REPO_ROOT / "bench" / "results"
 TARGET_SECONDS = 0.25
 TARGET_SPEEDUP = 2.0
 TARGET_FAITHFULNESS = 2.0
+BASELINE = "captum-baseline"
+IG = "integrated-gradients"
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--data-dir", type=Path, default=DATA_DIR, help="folder of the SST-2 TSVs")
     p.add_argument("--sentences", type=int, default=100, help="test sentences timed (100)")
-    p.add_argument("--eval-sample", type=int, default=100, help="sentences for faithfulness")
     p.add_argument("--train-rows", type=int, default=2000,
                    help="rows of train.tsv to fine-tune on first (0: untrained head)")  # fmt: skip
     p.add_argument("--steps", type=int, default=50, help="integration steps (50)")
     p.add_argument("--methods", default="", help="comma-separated methods (default: all)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="timing rounds, methods and baseline interleaved; medians (3)")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="texts_per_batch (default: the library's)")  # fmt: skip
+    p.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (auto)")
+    p.add_argument("--sweep-batch", default="",
+                   help="also time integrated gradients at these texts_per_batch, e.g. 1,2,8,16")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="JSON result path (default bench/results/...)")
     return p.parse_args(argv)
@@ -143,6 +161,29 @@ def _model(args: argparse.Namespace, workdir: Path) -> tuple[Any, str]:
     )
 
 
+@contextlib.contextmanager
+def attention_kernel(model: Any, implementation: str) -> Iterator[None]:
+    """The model with another attention kernel for the block (Hugging Face models)."""
+    previous = model.config._attn_implementation
+    model.set_attn_implementation(implementation)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(previous)
+
+
+def _timing(rounds: list[tuple[float, float | None]], sentences: int) -> dict[str, Any]:
+    """Median seconds of the rounds, per sentence, and the other jobs' median CPU share."""
+    seconds = statistics.median(s for s, _ in rounds)
+    others = [o for _, o in rounds if o is not None]
+    return {
+        "seconds_per_sentence": round(seconds / sentences, 4),
+        "sentences_per_s": round(sentences / seconds, 2),
+        "other_cpu_share": round(statistics.median(others), 3) if others else None,
+        "rounds_seconds": [round(s, 2) for s, _ in rounds],
+    }
+
+
 def captum_baseline(classifier: Any, texts: list[str], steps: int) -> list[list[float]]:
     """The plain Captum loop a user would write: one sentence at a time, word scores merged."""
     import torch
@@ -183,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import trustune
     from trustune.explain import ExplainableModel, ExplainOptions, explain_texts, known_methods
-    from trustune.explain.faithfulness import RANDOM, evaluate_faithfulness
+    from trustune.explain.faithfulness import RANDOM, score_explanations
 
     test = _read_tsv(args.data_dir / "test.tsv")
     sample = random.Random(args.seed).sample(test, min(args.sentences, len(test)))
@@ -192,35 +233,57 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="explain-bench-") as tmp:
         classifier, model_note = _model(args, Path(tmp))
         model = ExplainableModel.from_classifier(classifier)
-        options = ExplainOptions(n_steps=args.steps)
+        options = ExplainOptions(
+            n_steps=args.steps, precision=args.precision,
+            **({} if args.batch_size is None else {"texts_per_batch": args.batch_size}),
+        )  # fmt: skip
         tokens = [len(ids) for ids in classifier.tokenizer(texts)["input_ids"]]
         for method in methods:  # warm-up: first calls allocate and load kernels
             explain_texts(model, texts[:2], method=method, options=options)
         captum_baseline(classifier, texts[:2], args.steps)
 
-        timings: dict[str, dict[str, Any]] = {}
+        # Rounds interleave integrated gradients and the baseline, so noise from other jobs on
+        # the shared machine falls on both alike; figures are medians over the rounds. The other
+        # methods, integrated gradients with the other attention kernel and the batch-size sweep
+        # are timed in the first round only (kernel-shap alone takes minutes), which keeps the
+        # whole run under 20 minutes on 2 cores.
+        attention = classifier.model.config._attn_implementation
+        other_kernel = "eager" if attention != "eager" else "sdpa"
+        variant = f"{IG} ({other_kernel} attention)"
+        rounds: dict[str, list[tuple[float, float | None]]] = {}
+        sweep = [int(v) for v in args.sweep_batch.split(",") if v]
+        sweep = [v for v in sweep if v != options.texts_per_batch] if IG in methods else []
         ours: dict[str, Any] = {}
+        seconds_per_text: dict[str, float] = {}
+        base: list[list[float]] = []
+
+        def clock(name: str, round_: int, fn: Callable[[], Any]) -> Any:
+            result, seconds, other = timed(fn)
+            rounds.setdefault(name, []).append((seconds, other))
+            print(f"round {round_} {name}: {seconds / len(texts):.3f} s/sentence "
+                  f"(other CPU {other})", file=sys.stderr, flush=True)  # fmt: skip
+            return result
+
+        for round_ in range(1, args.repeats + 1):
+            for method in methods if round_ == 1 else [m for m in methods if m == IG]:
+                ours[method] = clock(
+                    method, round_,
+                    lambda m=method: explain_texts(model, texts, method=m, options=options),  # type: ignore[misc]
+                )  # fmt: skip
+            if IG in methods and round_ == 1:
+                with attention_kernel(classifier.model, other_kernel):
+                    clock(variant, round_, lambda: explain_texts(model, texts, options=options))
+            for size in sweep if round_ == 1 else []:  # integrated gradients, other batch sizes
+                sized = dataclasses.replace(options, texts_per_batch=size)
+                clock(f"{IG} (batch {size})", round_,
+                      lambda o=sized: explain_texts(model, texts, options=o))  # type: ignore[misc]  # fmt: skip
+            base = clock(BASELINE, round_, lambda: captum_baseline(classifier, texts, args.steps))
+        timings = {name: _timing(values, len(texts)) for name, values in rounds.items()}
         for method in methods:
-            result, seconds, other = timed(
-                lambda m=method: explain_texts(model, texts, method=m, options=options)  # type: ignore[misc]
-            )
-            ours[method] = result
-            timings[method] = {
-                "seconds_per_sentence": round(seconds / len(texts), 4),
-                "sentences_per_s": round(len(texts) / seconds, 2),
-                "other_cpu_share": other,
-            }
-            print(f"{method}: {seconds / len(texts):.3f} s/sentence", file=sys.stderr, flush=True)
-        base, seconds, other = timed(lambda: captum_baseline(classifier, texts, args.steps))
-        timings["captum-baseline"] = {
-            "seconds_per_sentence": round(seconds / len(texts), 4),
-            "sentences_per_s": round(len(texts) / seconds, 2),
-            "other_cpu_share": other,
-        }
-        print(f"captum baseline: {seconds / len(texts):.3f} s/sentence", file=sys.stderr)
+            seconds_per_text[method] = timings[method]["seconds_per_sentence"]
         agreement = None
-        if "integrated-gradients" in ours:
-            ig = ours["integrated-gradients"]
+        if IG in ours:
+            ig = ours[IG]
             diffs = [np.abs(np.subtract(e.scores, b)).max() for e, b in zip(ig, base, strict=True)]
             scale = max(max(abs(s) for s in e.scores) for e in ig)
             deltas = [abs(e.delta) for e in ig if e.delta is not None]
@@ -229,14 +292,10 @@ def main(argv: list[str] | None = None) -> int:
                 "largest_word_score": float(scale),
                 "max_abs_completeness_error": float(max(deltas)) if deltas else None,
             }
+        # Faithfulness of the explanations just timed, on the same sentences.
         faithfulness, seconds, _ = timed(
-            lambda: evaluate_faithfulness(
-                model,
-                [t for t, _ in test],
-                methods=methods,
-                sample=args.eval_sample,
-                seed=args.seed,
-                options=options,
+            lambda: score_explanations(
+                model, texts, ours, seconds_per_text=seconds_per_text, seed=args.seed
             )
         )
         accuracy = float(
@@ -245,10 +304,20 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
 
+    from trustune.config import Precision
+    from trustune.train.setup import resolve_precision
+
+    precision_used = resolve_precision(
+        Precision.parse(args.precision, "precision"), cuda=False
+    ).value
     ig_seconds = timings.get("integrated-gradients", {}).get("seconds_per_sentence")
-    speedup = (
-        timings["captum-baseline"]["seconds_per_sentence"] / ig_seconds if ig_seconds else None
-    )
+    speedup = None
+    if "integrated-gradients" in rounds:  # median over rounds of the same-round ratio
+        ratios = [
+            b / i
+            for (b, _), (i, _) in zip(rounds[BASELINE], rounds["integrated-gradients"], strict=True)
+        ]
+        speedup = statistics.median(ratios)
     random_comp = faithfulness.get(RANDOM).comprehensiveness
     default = faithfulness.get(methods[0]) if methods else None
     comp_ratio = default.comprehensiveness / random_comp if default and random_comp > 0 else None
@@ -269,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
         "tokens_per_sentence": {"mean": float(np.mean(tokens)), "max": int(max(tokens))},
         "accuracy_on_timed_sentences": accuracy,
         "n_steps": args.steps,
+        "texts_per_batch": options.texts_per_batch,
+        "precision": {"asked": str(args.precision), "used": precision_used},
+        "repeats": args.repeats,
         "timings": timings,
         "speedup_vs_captum_baseline": None if speedup is None else round(speedup, 2),
         "agreement_with_baseline": agreement,
@@ -308,23 +380,23 @@ def markdown(result: dict[str, Any], faithfulness: Any) -> str:
         f"Model: {result['model']} (accuracy on the timed sentences "
         f"{result['accuracy_on_timed_sentences']:.3f}).",
         f"Sentences: {result['sentences']} of SST-2 test.tsv, "
-        f"{result['tokens_per_sentence']['mean']:.1f} tokens on average.",
+        f"{result['tokens_per_sentence']['mean']:.1f} tokens on average; "
+        f"{result['n_steps']} integration steps, {result['texts_per_batch']} texts per batch, "
+        f"precision {result['precision']['used']} (asked: {result['precision']['asked']}); "
+        f"medians of {result['repeats']} interleaved rounds.",
         "",
         f"Command: `{result['command']}`",
         "",
-        "| method | s / sentence | sentences / s | other CPU use |",
-        "|---|---:|---:|---:|",
+        "| method | s / sentence | sentences / s | rounds | other CPU use |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name, t in result["timings"].items():
         other = "—" if t["other_cpu_share"] is None else f"{t['other_cpu_share']:.0%}"
         flag = " ⚠" if (t["other_cpu_share"] or 0) > 0.10 else ""
-        label = (
-            "plain Captum LayerIntegratedGradients, per sentence"
-            if name == "captum-baseline"
-            else name
-        )
+        label = "plain Captum LayerIntegratedGradients, per sentence" if name == BASELINE else name
         lines.append(
-            f"| {label} | {t['seconds_per_sentence']:.3f} | {t['sentences_per_s']:.1f} | {other}{flag} |"
+            f"| {label} | {t['seconds_per_sentence']:.3f} | {t['sentences_per_s']:.1f} | "
+            f"{len(t['rounds_seconds'])} | {other}{flag} |"
         )
     lines += ["", f"Faithfulness (ERASER AOPC, {faithfulness.texts} sentences, bins 1/5/10/20/50%):", "",
               "| method | comprehensiveness ↑ | sufficiency ↓ |", "|---|---:|---:|"]  # fmt: skip

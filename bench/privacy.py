@@ -42,7 +42,10 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "sst2"
 RESULTS = REPO / "bench" / "results"
 
-STEP_SYSTEMS = ("step:non-private", "step:dp", "step:dp-opacus-ghost", "step:dp-embeddings")
+STEP_SYSTEMS = (
+    "step:non-private", "step:non-private-bf16", "step:dp", "step:dp-two-pass",
+    "step:dp-opacus-ghost", "step:dp-embeddings",
+)  # fmt: skip
 PAIRED = "step:paired"
 TRAIN_SYSTEMS = ("train:non-private", "train:dp-eps8", "train:dp-eps3", "train:overfit")
 
@@ -137,21 +140,29 @@ def _stepper(system: str, spec: dict[str, Any], setup: dict[str, Any]) -> tuple[
             idx, input_ids=ids, labels=labels, pad_id=0, physical_batch_size=batch_size
         )
 
-    if system == "step:non-private":
+    if system.startswith("step:non-private"):
+        # fp32 is the like-for-like baseline (DP trains in fp32); bf16 autocast is what
+        # `--precision auto` picks for non-private training on a CPU with AMX / AVX512-BF16
         model.train()
         optimizer = build_optimizer(model, config.train)
+        bf16 = system.endswith("bf16")
 
         def plain_step(idx: list[int]) -> None:
             batch = batches(idx)[0]
             batch.pop("position_ids")
-            model(**batch).loss.backward()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = model(**batch).loss
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
         return model, plain_step
     plan = plan_privacy(config, train_rows=setup["rows"])
-    private = PrivateTraining(plan, lean_first_pass=system != "step:dp-opacus-ghost")
+    private = PrivateTraining(
+        plan, lean_first_pass=system != "step:dp-opacus-ghost",
+        book_keeping=system != "step:dp-two-pass",
+    )  # fmt: skip
     private.freeze(model)
     private.attach(model, build_optimizer(model, config.train))
     return model, lambda idx: private.step(batches(idx))
@@ -180,10 +191,11 @@ def _paired_child(system: str, spec: dict[str, Any]) -> dict[str, Any]:
     """Every step system in one process, taking turns on each batch: on a shared, noisy machine
     the others' load then weighs on all systems alike, and the ratios stay comparable."""
     setup = _step_setup(spec)
-    steppers = {s: _stepper(s, spec, setup)[1] for s in STEP_SYSTEMS}
-    times: dict[str, list[float]] = {s: [] for s in STEP_SYSTEMS}
+    systems = tuple(spec.get("paired") or STEP_SYSTEMS)
+    steppers = {s: _stepper(s, spec, setup)[1] for s in systems}
+    times: dict[str, list[float]] = {s: [] for s in systems}
     for i, idx in enumerate(setup["batches"]):
-        order = list(STEP_SYSTEMS[i % len(STEP_SYSTEMS) :] + STEP_SYSTEMS[: i % len(STEP_SYSTEMS)])
+        order = list(systems[i % len(systems) :] + systems[: i % len(systems)])
         for s in order:
             started = time.perf_counter()
             steppers[s](idx)
@@ -328,6 +340,12 @@ def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _growth(result: dict[str, Any]) -> float | None:
+    """Peak RSS minus RSS before the first step: what the steps themselves added."""
+    peak, before = result.get("peak_rss_mb"), result.get("rss_before_steps_mb")
+    return None if peak is None or before is None else max(0.0, peak - before)
+
+
 def _f(value: Any, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
@@ -347,8 +365,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{spec['steps']} steps after {spec['warmup']} warm-up, same batches for every system:",
         "",
         "| system | paired: step (s) | paired: × non-private | alone: step (s) | alone: × "
-        "| peak RSS (MB) | × non-private | trainable params | CPU s per s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| peak RSS (MB) | × non-private | growth while stepping (MB) | trainable params "
+        "| CPU s per s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     paired = r.get(PAIRED, {})
     for system in STEP_SYSTEMS:
@@ -358,14 +377,18 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {_f((paired.get('ratio_median_of_pairs') or {}).get(system), 2)} "
             f"| {_f(x.get('step_s_median'))} | {_f(s['solo_ratio'].get(system), 2)} "
             f"| {_f(x.get('peak_rss_mb'), 0)} | {_f(s['peak_memory_ratio'].get(system), 2)} "
+            f"| {_f(_growth(x), 0)} "
             f"| {x.get('trainable_parameters', '—')} | {_f(x.get('cpu_s_per_wall_s'), 2)} |"
         )
     lines += [
         "",
         "Paired: all systems in one process taking turns on each batch (the ratio is the median "
         "of per-batch ratios; robust to other load on the machine). Alone: each system in its "
-        "own process, which is also where peak memory comes from. CPU s per s: the child's CPU "
-        "time per wall second (2 = both cores to itself).",
+        "own process, which is also where peak memory comes from (peak RSS of the whole "
+        "process: model, tokenized data and the steps; growth: peak minus RSS before the first "
+        "step). CPU s per s: the child's CPU time per wall second (2 = both cores to itself). "
+        "The ratios are against fp32 non-private (DP trains in fp32); non-private-bf16 is what "
+        "`--precision auto` uses without DP on this CPU.",
     ]
     lines += [
         "",
@@ -412,6 +435,18 @@ def _target_values(r: dict[str, Any], s: dict[str, Any]) -> dict[str, str]:
     }  # fmt: skip
 
 
+def render_saved(paths: Sequence[Path]) -> int:
+    """Merge the results of several invocations (e.g. one per `flock` turn) and print them."""
+    reports = [json.loads(path.read_text()) for path in paths]
+    merged = dict(reports[0])
+    merged["results"] = {k: v for r in reports for k, v in r["results"].items()}
+    merged["command"] = "`; `".join(r["command"] for r in reports)
+    merged["date"] = " to ".join(dict.fromkeys((reports[0]["date"], reports[-1]["date"])))
+    merged["summary"] = summarize(merged["results"])
+    print(render_markdown(merged))
+    return 0
+
+
 # -- main --------------------------------------------------------------------------------------
 
 
@@ -435,7 +470,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=12, help="measured steps per step system")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--systems", default=",".join((PAIRED, *STEP_SYSTEMS, *TRAIN_SYSTEMS)))
-    p.add_argument("--render", type=Path, help="only re-render the Markdown of a results JSON")
+    p.add_argument(
+        "--paired", default=",".join(STEP_SYSTEMS),
+        help="step systems the paired run interleaves (step:non-private is the baseline)",
+    )  # fmt: skip
+    p.add_argument(
+        "--render", type=Path, nargs="+",
+        help="only re-render the Markdown of results JSON files (several: merged, later wins)",
+    )  # fmt: skip
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--child-spec", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--child-result", type=Path, help=argparse.SUPPRESS)
@@ -447,10 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         return child_main(args.child, args.child_spec, args.child_result)
     if args.render:
-        saved = json.loads(args.render.read_text())
-        saved["summary"] = summarize(saved["results"])
-        print(render_markdown(saved))
-        return 0
+        return render_saved(args.render)
     texts, labels = read_tsv(DATA / "train.tsv")
     dev_texts, dev_labels = read_tsv(DATA / "dev.tsv")
     order = list(range(len(texts)))
@@ -475,6 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "max_length": args.max_length, "audit_rows": args.audit_rows,
         "neighbours": args.neighbours, "bootstrap": args.bootstrap,
         "overfit_epochs": args.overfit_epochs, "steps": args.steps, "warmup": args.warmup,
+        "paired": ["step:non-private", *[s for s in args.paired.split(",") if s and s != "step:non-private"]],
         "train_rows": n, "dev_rows": len(dev_pick), "test_rows": 872,
         "train_file": str(write_tsv(work / "train.tsv", [texts[i] for i in used], [labels[i] for i in used])),
         "dev_file": str(write_tsv(work / "dev.tsv", [dev_texts[i] for i in dev_pick], [dev_labels[i] for i in dev_pick])),

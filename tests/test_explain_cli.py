@@ -32,32 +32,48 @@ def _error(capsys: pytest.CaptureFixture[str], *args: str | Path) -> str:
     return lines[0]
 
 
-def test_help_documents_every_flag() -> None:
-    result = trustune("--help")
-    assert result.returncode == 0
+def test_help_documents_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    from trustune.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["explain", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
     for flag in ("--text", "--data", "--method", "--target", "--format", "--output", "--global",
-                 "--evaluate", "--sample", "--steps"):  # fmt: skip
-        assert flag in result.stdout
+                 "--evaluate", "--sample", "--steps", "--batch-size", "--precision"):  # fmt: skip
+        assert flag in out
 
 
-def test_text_json_and_html(tmp_path: Path, tiny_run: Path) -> None:
+def test_text_and_json(tmp_path: Path, tiny_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     result = trustune(tiny_run, "--text", "refund my card please", "--steps", "8")
     assert result.returncode == 0, result.stderr
     assert "refund my card please" in result.stdout
     assert "predicted" in result.stdout and "integrated-gradients" in result.stdout
 
-    result = trustune(tiny_run, "--text", "refund my card", "--text", "the app crashes",
-                      "--method", "occlusion", "--target", "billing", "--format", "json")  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    explained = json.loads(result.stdout)
+    from trustune.cli.main import main  # in this process: the subprocess path is covered above
+
+    code = main(["explain", str(tiny_run), "--text", "refund my card", "--text",
+                 "the app crashes", "--method", "occlusion", "--target", "billing",
+                 "--format", "json"])  # fmt: skip
+    assert code == 0
+    explained = json.loads(capsys.readouterr().out)
     assert [e["words"] for e in explained] == [["refund", "my", "card"], ["the", "app", "crashes"]]
     assert all(e["target"] == "billing" and len(e["scores"]) == 3 for e in explained)
     assert set(explained[0]["probabilities"]) == {"account", "billing", "shipping", "technical"}
 
+    long_text = " ".join(["refund"] * 300)
+    assert main(["explain", str(tiny_run), "--text", long_text, "--method", "saliency"]) == 0
+    out = capsys.readouterr().out
+    assert "truncated: longer than the model's max length of" in out and "word(s) were not" in out
+
+
+def test_html_page(tmp_path: Path, tiny_run: Path) -> None:
+    from trustune.cli.main import main
+
     page = tmp_path / "one.html"
-    result = trustune(tiny_run, "--text", "<i>where</i> is my parcel", "--format", "html",
-                      "--output", page, "--method", "gradient-x-input")  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    code = main(["explain", str(tiny_run), "--text", "<i>where</i> is my parcel", "--format",
+                 "html", "--output", str(page), "--method", "gradient-x-input"])  # fmt: skip
+    assert code == 0
     html = page.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and "<mark" in html
     assert "&lt;" in html and "<i>" not in html  # the text is escaped
@@ -91,11 +107,9 @@ def test_data_batch_global_and_evaluate(
 
     # `trustune report` keeps the section when it rebuilds the report
     (run / "report.html").unlink()
-    rebuilt = subprocess.run(
-        [sys.executable, "-m", "trustune.cli.main", "report", str(run)],
-        capture_output=True, text=True, env=ENV, timeout=600,
-    )  # fmt: skip
-    assert rebuilt.returncode == 0, rebuilt.stderr
+    from trustune.cli.main import main
+
+    assert main(["report", str(run)]) == 0
     assert "Example explanations" in (run / "report.html").read_text(encoding="utf-8")
 
 

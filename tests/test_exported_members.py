@@ -17,7 +17,8 @@ def test_top_level_surface() -> None:
 @pytest.mark.parametrize(
     "module",
     ["trustune.data", "trustune.models", "trustune.evaluate", "trustune.report", "trustune.errors",
-     "trustune.config", "trustune.train.checkpoint", "trustune.train.batching"],
+     "trustune.config", "trustune.train.checkpoint", "trustune.train.batching",
+     "trustune.store", "trustune.serve"],
 )  # fmt: skip
 def test_every_public_name_exists(module: str) -> None:
     mod = importlib.import_module(module)

@@ -31,7 +31,8 @@ from trustune.progress import Progress
 @pytest.mark.parametrize(
     "module",
     ["trustune.privacy", "trustune.privacy.accountant", "trustune.privacy.engine",
-     "trustune.privacy.redact", "trustune.privacy.audit", "trustune.privacy.report"],
+     "trustune.privacy.redact", "trustune.privacy.audit", "trustune.privacy.report",
+     "trustune.privacy.bookkeeping"],
 )  # fmt: skip
 def test_every_public_name_exists(module: str) -> None:
     import importlib
@@ -113,9 +114,9 @@ def _plan(
     )  # fmt: skip
 
 
-def _dp_step(base: Any, plan: PrivacyPlan) -> Any:
+def _dp_step(base: Any, plan: PrivacyPlan, **options: bool) -> Any:
     model = copy.deepcopy(base).train()
-    private = PrivateTraining(plan)
+    private = PrivateTraining(plan, **options)
     private.freeze(model)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
     private.attach(model, optimizer)
@@ -164,6 +165,25 @@ def test_ghost_clipping_equals_materialised_per_example_clipping(freeze: bool) -
     hooks = _dp_step(base, _plan("hooks", clip=0.05, freeze=freeze))
     assert _max_difference(ghost, hooks) < 1e-6
     assert _max_difference(ghost, _plain_step(base, freeze=freeze)) > 1e-4
+
+
+@pytest.mark.parametrize("clip", [0.05, 1e6])
+def test_book_keeping_equals_the_second_backward_pass(clip: float) -> None:
+    # the clipped sum contracted from the norm pass, against Opacus's two passes and
+    # trustune's lean first pass followed by a second backward pass
+    base = _tiny_bert()
+    model = copy.deepcopy(base).train()
+    private = PrivateTraining(_plan("ghost", clip=clip))
+    private.freeze(model)
+    private.attach(model, torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1))
+    assert private.bookkeeper is not None  # every trainable layer is a Linear or a LayerNorm
+    private.detach()
+    kept = _dp_step(base, _plan("ghost", clip=clip))
+    second_pass = _dp_step(base, _plan("ghost", clip=clip), book_keeping=False)
+    opacus = _dp_step(base, _plan("ghost", clip=clip), lean_first_pass=False)
+    assert _max_difference(kept, second_pass) < 1e-6
+    assert _max_difference(kept, opacus) < 1e-6
+    assert _max_difference(kept, base) > 1e-4
 
 
 def test_noise_has_the_calibrated_scale() -> None:

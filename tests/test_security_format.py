@@ -21,10 +21,10 @@ from trustune.security.format import (
     SealedHeader,
     open_stream,
     plaintext_size,
-    read_sealed,
     seal_stream,
 )
 from trustune.security.keys import SecretKey
+from trustune.security.opener import read_sealed
 
 GOLDEN = Path(__file__).parent / "golden" / "sealed_v1.hex"
 KEY = SecretKey(bytes(range(32)))
@@ -78,8 +78,8 @@ def test_golden_bytes_pin_the_format() -> None:
 
 
 def test_round_trip_sizes() -> None:
-    for size in (0, 1, 15, 16, 17, 32, 100):
-        data = bytes(range(256))[:size] * 1
+    for size in (0, 1, 15, 16, 17, 32, 100, 1000):
+        data = (bytes(range(256)) * 4)[:size]
         sealed = seal(data)
         assert unseal(sealed) == data
         assert plaintext_size(len(sealed), 16) == size
@@ -261,10 +261,31 @@ def test_public_surface() -> None:
     import importlib
 
     for module in ("trustune.security", "trustune.security.keys", "trustune.security.format",
-                   "trustune.security.envelope", "trustune.security.artifact",
+                   "trustune.security.envelope", "trustune.security.artifact", "trustune.security.opener",
                    "trustune.security.signing", "trustune.security.loading",
                    "trustune.models.memory", "trustune.models.safetensors_header"):  # fmt: skip
         mod = importlib.import_module(module)
         assert mod.__all__, module
         for name in mod.__all__:
             assert hasattr(mod, name), f"{module}.{name}"
+
+
+def test_opener_threads_join_late_and_errors_do_not_hang(tmp_path: Path) -> None:
+    from trustune.security.opener import SealedFileOpener
+
+    data = bytes(range(256)) * 64  # 16 KiB: 16 chunks of 1 KiB
+    path = tmp_path / "w.enc"
+    path.write_bytes(seal(data, chunk_size=1024))
+    opener = SealedFileOpener(path, data_key=KEY, artifact_id=ARTIFACT, name=NAME)
+    assert opener.finish().tobytes() == data
+    opener.work()  # a helper that starts after the end does nothing
+    damaged = bytearray(path.read_bytes())
+    damaged[-5] ^= 1
+    path.write_bytes(bytes(damaged))
+    opener = SealedFileOpener(path, data_key=KEY, artifact_id=ARTIFACT, name=NAME)
+    helper = threading.Thread(target=opener.work)
+    helper.start()
+    with pytest.raises(IntegrityError, match="chunk 16 of 16"):
+        opener.finish()
+    helper.join(timeout=10)
+    assert not helper.is_alive()

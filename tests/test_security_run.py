@@ -309,3 +309,17 @@ def test_environment_passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_KEY_FILE, os.devnull)
     with pytest.raises(SecurityError, match="is not a trustune key"):
         key_from_env()
+
+
+def test_crafted_scrypt_parameters_are_refused_before_deriving() -> None:
+    """A manifest cannot make a reader allocate gigabytes (128 * n * r bytes) or spin."""
+    for n, r, p in [(2**22, 32, 16), (2**21, 8, 1), (2**17, 8, 64), (3, 8, 1)]:
+        with pytest.raises(SecurityError, match=r"scrypt parameters .* are out of range"):
+            ScryptParams(salt=bytes(16), n=n, r=r, p=p).check()
+    record = {"algorithm": "AES-256-GCM", "kek": "passphrase", "kek_id": "0" * 16,
+              "kdf": {"name": "scrypt", "salt": base64.b64encode(bytes(16)).decode(),
+                      "n": 2**22, "r": 32, "p": 16},
+              "nonce": base64.b64encode(bytes(12)).decode(),
+              "wrapped_key": base64.b64encode(bytes(48)).decode()}  # fmt: skip
+    with pytest.raises(SecurityError, match="out of range"):
+        KeyWrap.from_dict(record)

@@ -18,7 +18,12 @@ from hypothesis import strategies as st
 from safetensors.torch import save
 
 from trustune.errors import ModelError, UnsafeModelError
-from trustune.models import load_classifier, load_classifier_from_files, resolve_model
+from trustune.models import (
+    load_classifier,
+    load_classifier_from_files,
+    load_tokenizer,
+    resolve_model,
+)
 from trustune.models.memory import load_tokenizer_from_files, state_dict_from_buffer
 from trustune.models.safetensors_header import parse_header, read_header
 
@@ -168,6 +173,22 @@ def test_remote_code_refused_in_memory(tiny_model: Path) -> None:
     tokenizer_files["tokenizer_config.json"] = json.dumps(settings_).encode()
     with pytest.raises(UnsafeModelError, match="remote code"):
         load_tokenizer_from_files(MemoryFiles(tokenizer_files))
+
+
+def test_remote_tokenizer_code_refused_in_a_folder(tmp_path: Path, tiny_model: Path) -> None:
+    folder = tmp_path / "remote-tokenizer"
+    shutil.copytree(tiny_model, folder)
+    path = folder / "tokenizer_config.json"
+    settings_ = json.loads(path.read_text(encoding="utf-8"))
+    settings_["auto_map"] = {"AutoTokenizer": ["evil.Tokenizer", None]}
+    path.write_text(json.dumps(settings_), encoding="utf-8")
+    (folder / "evil.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w')\n", encoding="utf-8")
+    resolved = resolve_model(str(folder))
+    with pytest.raises(UnsafeModelError, match=r"auto_map in tokenizer_config.json"):
+        load_tokenizer(resolved)
+    with pytest.raises(UnsafeModelError, match=r"auto_map in tokenizer_config.json"):
+        load_classifier(resolved, num_labels=2)
+    assert not (tmp_path / "ran").exists()
 
 
 def test_in_memory_model_equals_the_folder_model(tiny_model: Path) -> None:

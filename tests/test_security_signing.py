@@ -102,6 +102,27 @@ def test_load_can_require_a_signature(signed_run: tuple[Path, Path]) -> None:
         trustune.load(run, public_key=str(public))
 
 
+def test_load_uses_exactly_what_was_verified(signed_run: tuple[Path, Path]) -> None:
+    """The manifest in memory is the one verified; the weights are the bytes that were hashed."""
+    from trustune.security.loading import VerifiedFolder
+
+    run, private = signed_run
+    manifest = json.loads((run / "trustune.json").read_text(encoding="utf-8"))
+    verify_run(run, _public(private), manifest=manifest)
+    tampered = {**manifest, "labels": list(reversed(manifest["labels"]))}
+    with pytest.raises(SignatureError, match="does not match its manifest"):
+        verify_run(run, _public(private), manifest=tampered)  # the file on disk is intact
+    folder = VerifiedFolder(run, "model", manifest["files"])
+    assert "model.safetensors" in folder.names() and "config.json" in folder.names()
+    weights = run / "model" / "model.safetensors"
+    assert folder.read("model.safetensors").tobytes() == weights.read_bytes()
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))  # replaced after verification, before loading
+    with pytest.raises(IntegrityError, match="changed after the run's signature was verified"):
+        folder.read("model.safetensors")
+
+
 def test_sign_refuses_files_changed_since_the_manifest(tmp_path: Path, tiny_run: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)

@@ -20,6 +20,7 @@ it into a one-line message and exit code 2 (a traceback only with ``--debug``).
     │   ├── IntegrityError     a sealed file, the manifest or a hash does not match: changed,
     │   │                      truncated, reordered, missing or extra
     │   └── SignatureError     no signature, or it does not verify with the given public key
+    ├── StoreError             the key/audit database cannot be opened, or a key or role is unknown
     └── TrainingInterrupted    Ctrl-C: a checkpoint was saved, resume with --resume
 """
 
@@ -39,6 +40,7 @@ __all__ = [
     "PrivacyError",
     "SecurityError",
     "SignatureError",
+    "StoreError",
     "TrainingInterrupted",
     "TrustuneError",
     "UnsafeModelError",
@@ -110,6 +112,10 @@ class IntegrityError(SecurityError):
 
 class SignatureError(SecurityError):
     """The manifest has no signature, or it does not verify with the given public key."""
+
+
+class StoreError(TrustuneError):
+    """The key/audit database cannot be used, or a key id, role or limit is not valid."""
 
 
 class TrainingInterrupted(TrustuneError):

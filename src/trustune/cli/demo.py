@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ def add_parser(sub: Any) -> None:
         "demo",
         help="run the whole pipeline on demo data",
         description="Write a demo data set of customer-support requests (4 classes), fine-tune the "
-        "bundled model on it, evaluate on held-out data, predict a few texts, and write the report.",
+        "bundled model on it, evaluate on held-out data, predict and explain a few texts, write the "
+        "report, and create a SQLite key store for `trustune serve`.",
     )
     p.add_argument(
         "--output",
@@ -43,9 +45,13 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.text import Text
+
     import trustune
     from trustune.data.demo import write_demo_dataset
+    from trustune.explain.render import terminal_text
     from trustune.run import record_evaluation
+    from trustune.store import Role, Store
 
     root = Path(args.output)
     train_file, test_file = write_demo_dataset(root / "data", rows=args.rows)
@@ -60,15 +66,35 @@ def run(args: argparse.Namespace) -> int:
     record_evaluation(run_dir, test_file.stem, result)
     for table in metrics_table(result, title=f"held-out test set ({result['data']['rows']} rows)"):
         out_console.print(table)
-    for text, p in zip(_EXAMPLES, model.predict(_EXAMPLES), strict=True):
-        out_console.print(f"  {p.label:>10} {p.score:.2f}  {text}", soft_wrap=True)
+    out_console.print(
+        "predictions, each word coloured by its integrated-gradients score "
+        "(green for the label, red against):"
+    )
+    explanations = model.explain(_EXAMPLES, n_steps=20)
+    for p, explanation in zip(model.predict(_EXAMPLES), explanations, strict=True):
+        line = Text(f"  {p.label:>10} {p.score:.2f}  ")
+        line.append_text(terminal_text(explanation))
+        out_console.print(line, soft_wrap=True)
+    db = (root / "trustune.db").resolve()
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=7)
+    with Store.open(f"sqlite:///{db}") as store:
+        key, secret = store.create_key(name="demo", role=Role.EXPLAIN, expires_at=expires)
     out_console.print(f"\nreport: {run_dir / 'report.html'}")
+    out_console.print(
+        f"API key store: {db} (SQLite). Demo key {key.id} (role explain, expires in 7 days); "
+        "its secret, shown only this once, for the web console of `trustune serve`:"
+    )
+    out_console.print(f"  {secret}", markup=False, highlight=False)
     out_console.print("next, try:")
     for line in (
         f'trustune predict {run_dir} --text "my invoice shows the wrong amount"',
+        f'trustune explain {run_dir} --text "my card was charged twice" --format html --output '
+        f"{root / 'explanation.html'}",
         f"trustune evaluate {run_dir} --data {test_file}",
         f"trustune predict {run_dir} --input {test_file} --output {root / 'predictions.jsonl'}",
+        f"trustune keys create --db sqlite:///{db} --name me --role explain",
+        f"trustune serve {run_dir} --db sqlite:///{db}      # then open http://127.0.0.1:8000/",
         f"trustune train --data {train_file} --epochs 2 --output runs/mine",
     ):
-        out_console.print(f"  {line}", soft_wrap=True)
+        out_console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
     return 0

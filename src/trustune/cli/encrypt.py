@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from trustune.cli.common import add_run_argument
-from trustune.cli.key_options import add_key_arguments, key_from_args
-from trustune.cli.render import BarProgress, out_console
+from trustune.cli import key_options
+from trustune.cli.render import out_console
 
 __all__ = ["add_parser"]
 
@@ -26,12 +24,7 @@ def add_parser(sub: Any) -> None:
         "Without --output the run is replaced in place (atomically). A signature is dropped: "
         "sign the encrypted run again.",
     )
-    add_run_argument(p)
-    add_key_arguments(p, purpose="to encrypt with")
-    p.add_argument(
-        "--output", metavar="DIR", help="write the encrypted run here (default: in place)"
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    key_options.add_sealing_arguments(p, purpose="to encrypt with", output="encrypted")
     p.set_defaults(handler=run)
 
 
@@ -40,11 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from trustune.security import SIGNATURE_FILE, encrypt_run
     from trustune.security.envelope import EncryptionInfo
 
-    key = key_from_args(args, required=True, confirm=True)
-    assert key is not None
+    key = key_options.required_key_from_args(args, confirm=True)
     was_signed = (Path(args.run) / SIGNATURE_FILE).is_file()
-    progress = BarProgress(enabled=not args.quiet and sys.stderr.isatty())
-    target = encrypt_run(args.run, key=key, output=args.output, progress=progress)
+    target = encrypt_run(
+        args.run, key=key, output=args.output, progress=key_options.progress_from_args(args)
+    )
     info = EncryptionInfo.from_manifest(read_manifest(target), where=str(target))
     out_console.print(
         f"encrypted {len(info.sealed_files)} files into {target} (artifact "

@@ -10,6 +10,7 @@ from typing import Any
 from rich.table import Table
 
 from trustune.cli.common import add_run_argument
+from trustune.cli.key_options import add_key_arguments, key_from_args
 from trustune.cli.render import BarProgress, out_console
 from trustune.errors import ConfigError
 
@@ -101,10 +102,16 @@ def add_parser(sub: Any) -> None:
         help="word subsets sampled per text by kernel-shap (default 200)",
     )  # fmt: skip
     p.add_argument(
-        "--batch-size", type=int, default=8, metavar="N",
-        help="texts attributed together where the method allows (default 8)",
+        "--batch-size", type=int, default=4, metavar="N",
+        help="texts attributed together where the method allows (default 4)",
+    )  # fmt: skip
+    p.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16"), default="auto",
+        help="arithmetic of the attributions; auto: bf16 where the hardware multiplies it "
+        "natively (AMX CPUs, recent GPUs), else fp32 (default auto)",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of sampling (default 0)")
+    add_key_arguments(p, purpose="to open an encrypted run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -133,11 +140,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.method is not None:
         get_explainer(args.method)  # an unknown name fails before the model loads
-    classifier = trustune.load(args.run)
+    classifier = trustune.load(args.run, key=key_from_args(args, required=False))
     model = ExplainableModel.from_classifier(classifier)
     options = ExplainOptions(
-        n_steps=args.steps, n_samples=args.samples, texts_per_batch=args.batch_size, seed=args.seed
-    )
+        n_steps=args.steps, n_samples=args.samples, texts_per_batch=args.batch_size,
+        seed=args.seed, precision=args.precision,
+    )  # fmt: skip
     if args.text:
         _explain_texts(model, args, options)
     else:

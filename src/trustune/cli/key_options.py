@@ -11,6 +11,8 @@ import getpass
 import os
 import sys
 
+from trustune.cli.common import add_run_argument
+from trustune.cli.render import BarProgress
 from trustune.errors import ConfigError, MissingKeyError, SecurityError
 from trustune.security.keys import (
     ENV_KEY,
@@ -28,9 +30,12 @@ __all__ = [
     "add_key_arguments",
     "add_new_key_arguments",
     "add_public_key_argument",
+    "add_sealing_arguments",
     "key_from_args",
     "new_key_from_args",
+    "progress_from_args",
     "public_key_from_args",
+    "required_key_from_args",
 ]
 
 ENV_NEW_PASSPHRASE = "TRUSTUNE_NEW_PASSPHRASE"
@@ -49,6 +54,21 @@ def add_key_arguments(parser: argparse.ArgumentParser, *, purpose: str) -> None:
         help=f"use a passphrase instead of a key file {purpose}: read from ${ENV_PASSPHRASE}, "
         "or asked in the terminal",
     )  # fmt: skip
+
+
+def add_sealing_arguments(parser: argparse.ArgumentParser, *, purpose: str, output: str) -> None:
+    """What encrypt and decrypt share: RUN, the key flags, ``--output DIR`` and ``--quiet``."""
+    add_run_argument(parser)
+    add_key_arguments(parser, purpose=purpose)
+    parser.add_argument(
+        "--output", metavar="DIR", help=f"write the {output} run here (default: in place)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def progress_from_args(args: argparse.Namespace) -> BarProgress:
+    """A progress bar on stderr unless ``--quiet`` or stderr is no terminal."""
+    return BarProgress(enabled=not args.quiet and sys.stderr.isatty())
 
 
 def add_new_key_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +117,13 @@ def key_from_args(
             f"no key: pass --key-file KEY or --passphrase, or set ${ENV_KEY_FILE}; create a key "
             "with `trustune keygen --output KEY`"
         )
+    return key
+
+
+def required_key_from_args(args: argparse.Namespace, *, confirm: bool = False) -> KeySource:
+    """The key the flags (or the environment) name; none is an error naming the flags."""
+    key = key_from_args(args, required=True, confirm=confirm)
+    assert key is not None  # required=True raises instead
     return key
 
 

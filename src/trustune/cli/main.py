@@ -16,9 +16,11 @@ from trustune.cli import (
     evaluate,
     explain,
     keygen,
+    keys,
     predict,
     rekey,
     report,
+    serve,
     sign,
     signing_keygen,
     train,
@@ -33,6 +35,8 @@ _COMMANDS = (
     audit,  # evidence about a run: `audit privacy` (membership inference), ...
     # protecting a run: keys, encryption at rest, signatures (trustune.security)
     *(keygen, encrypt, decrypt, rekey, signing_keygen, sign, verify),
+    serve,  # the run over HTTP: API keys, quotas, audit log (trustune.serve)
+    keys,  # the service's API keys in its database (trustune.store)
 )
 
 

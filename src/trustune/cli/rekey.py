@@ -9,8 +9,8 @@ from trustune.cli.common import add_run_argument
 from trustune.cli.key_options import (
     add_key_arguments,
     add_new_key_arguments,
-    key_from_args,
     new_key_from_args,
+    required_key_from_args,
 )
 from trustune.cli.render import out_console
 
@@ -35,8 +35,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from trustune.security import rekey_run
 
-    key = key_from_args(args, required=True)
-    assert key is not None
+    key = required_key_from_args(args)
     new_key = new_key_from_args(args)
     wrap = rekey_run(args.run, key=key, new_key=new_key)
     out_console.print(f"{args.run} now opens with key id {wrap.kek_id} only", soft_wrap=True)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from trustune.config import Precision
 from trustune.explain.batch import TokenBatch
 from trustune.explain.explanation import Explanation
 from trustune.explain.model import ExplainableModel
@@ -49,7 +50,9 @@ def iter_explanations(
             idx = order[start : start + per_call]
             targets = [int(predicted[i]) if target_index is None else target_index for i in idx]
             batch = TokenBatch.build([tokenized[i] for i in idx], targets, pad_id=model.pad_id)
-            result = explainer.attribute(model, batch, options)
+            precision = Precision(options.precision)
+            with model.attribution_mode(precision, gradients=explainer.needs_gradients):
+                result = explainer.attribute(model, batch, options)
             for pos, i in enumerate(idx):
                 delta = None if result.deltas is None else result.deltas[pos]
                 yield i, _explanation(

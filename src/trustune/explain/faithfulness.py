@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ __all__ = [
     "MethodFaithfulness",
     "evaluate_faithfulness",
     "faithfulness_of",
+    "score_explanations",
 ]
 
 BINS = (1, 5, 10, 20, 50)  # percent of the words in the rationale
@@ -182,19 +183,46 @@ def evaluate_faithfulness(
     names = list(methods) if methods else methods_for(model)
     for name in names:
         get_explainer(name).check_model(model)
+    explained: dict[str, list[Explanation]] = {}
+    seconds: dict[str, float] = {}
+    for name in names:
+        start = time.perf_counter()
+        explained[name] = explain_texts(
+            model, texts, method=name, options=options, progress=progress
+        )
+        seconds[name] = (time.perf_counter() - start) / len(texts)
+    return score_explanations(
+        model, texts, explained, seconds_per_text=seconds, random_repeats=random_repeats,
+        seed=int(rng.integers(2**31)),
+    )  # fmt: skip
+
+
+def score_explanations(
+    model: ExplainableModel,
+    texts: Sequence[str],
+    explained: Mapping[str, Sequence[Explanation]],
+    *,
+    seconds_per_text: Mapping[str, float] | None = None,
+    random_repeats: int = 5,
+    seed: int = 0,
+) -> FaithfulnessReport:
+    """Faithfulness of explanations already computed (``explained[method][i]`` explains
+    ``texts[i]``'s predicted label), and of ``random_repeats`` random rankings of the same words."""
+    texts = check_texts(texts)
     tokenized = tokenize_words(model.tokenizer, texts, max_length=model.max_length)
     targets = model.predict_ids([t.input_ids for t in tokenized]).argmax(axis=1).tolist()
     results = []
-    for name in names:
-        start = time.perf_counter()
-        explanations: list[Explanation] = explain_texts(
-            model, texts, method=name, options=options, progress=progress
-        )
-        seconds = (time.perf_counter() - start) / len(texts)
+    for name, explanations in explained.items():
+        if len(explanations) != len(texts):
+            raise ConfigError(
+                f"{len(explanations)} {name} explanations for {len(texts)} texts; give one per text"
+            )
         scored = faithfulness_of(
             model, tokenized, [e.scores for e in explanations], targets, method=name
         )
+        seconds = (seconds_per_text or {}).get(name)
         results.append(dataclasses.replace(scored, seconds_per_text=seconds))
+    rng = np.random.default_rng(seed)
     random_runs = [
         faithfulness_of(
             model, tokenized, [rng.random(t.n_words) for t in tokenized], targets, method=RANDOM

@@ -8,14 +8,17 @@ input embeddings they can hook.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+
+from trustune.config import Precision
 
 __all__ = ["ExplainableModel"]
 
@@ -69,6 +72,39 @@ class ExplainableModel:
         return None
 
     @property
+    def device(self) -> torch.device:
+        """Where the model's weights are (CPU for anything that is not a torch module)."""
+        if isinstance(self.model, torch.nn.Module):
+            for param in self.model.parameters():
+                return param.device
+        return torch.device("cpu")
+
+    @contextlib.contextmanager
+    def attribution_mode(self, precision: Precision, *, gradients: bool) -> Iterator[None]:
+        """Run attributions fast where it is safe; the model is put back as it was afterwards.
+
+        Gradient methods: bf16 autocast where ``precision`` resolves to bf16 (``auto``: only on
+        hardware that multiplies bf16 natively), and then on CPU the eager attention kernel, as
+        CPU training uses (:class:`trustune.config.Attention`); the completeness error shows the
+        cost. In fp32 the model's own kernel is kept: eager and SDPA measured the same for
+        integrated gradients (BENCHMARKS.md, "Explanations"). Perturbation methods score
+        differences of probabilities, which bf16 rounding would drown when they are small, so
+        ``auto`` keeps them in fp32.
+        """
+        from trustune.train.setup import resolve_precision
+
+        device = self.device
+        if precision is Precision.AUTO and not gradients:
+            precision = Precision.FP32
+        resolved = resolve_precision(precision, cuda=device.type == "cuda")
+        with contextlib.ExitStack() as stack:
+            if resolved is Precision.BF16 and isinstance(self.model, torch.nn.Module):
+                stack.enter_context(torch.autocast(device.type, dtype=torch.bfloat16))
+                if gradients and device.type == "cpu":
+                    stack.enter_context(_attention(self.model, "eager"))
+            yield
+
+    @property
     def embeddings(self) -> torch.nn.Module:
         """The token embedding layer that gradient methods attribute to."""
         layer = self.model.get_input_embeddings()
@@ -113,3 +149,19 @@ class ExplainableModel:
                 ids, mask = pad_token_batch([sequences[i] for i in idx], pad_id=self.pad_id)
                 out[idx] = self.probabilities(ids, mask).double().numpy()
         return out
+
+
+@contextlib.contextmanager
+def _attention(model: Any, implementation: str) -> Iterator[None]:
+    """Switch a Hugging Face model's attention kernel for the duration of the block."""
+    config = getattr(model, "config", None)
+    previous = getattr(config, "_attn_implementation", None)
+    switch = getattr(model, "set_attn_implementation", None)
+    if switch is None or previous is None or previous == implementation:
+        yield
+        return
+    switch(implementation)
+    try:
+        yield
+    finally:
+        switch(previous)

@@ -15,18 +15,33 @@ __all__ = ["PICKLE_SUFFIXES", "check_checkpoint_folder", "load_classifier", "loa
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelError(f"{path} cannot be read as JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise ModelError(f"{path} is not a JSON object")
+    return config
+
+
+def _refuse_remote_tokenizer(folder: Path) -> None:
+    path = folder / "tokenizer_config.json"
+    if path.is_file() and "auto_map" in _read_config(path):
+        raise UnsafeModelError(
+            f"{folder} asks for remote code (auto_map in tokenizer_config.json); trustune never "
+            "runs code that ships with a model"
+        )
+
+
 def check_checkpoint_folder(folder: Path) -> None:
     """Refuse folders whose loading could run foreign code or that hold no safetensors weights."""
-    config_path = folder / "config.json"
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelError(f"{config_path} cannot be read as JSON: {e}") from None
-    if "auto_map" in config:
+    if "auto_map" in _read_config(folder / "config.json"):
         raise UnsafeModelError(
             f"{folder} asks for remote code (auto_map in config.json); trustune never runs "
             "code that ships with a model. Use a checkpoint of a built-in transformers architecture"
         )
+    _refuse_remote_tokenizer(folder)
     if not any(folder.glob("*.safetensors")):
         pickled = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
         if pickled:
@@ -85,6 +100,8 @@ def load_tokenizer(model: ResolvedModel) -> Any:
     """The fast tokenizer that belongs to the checkpoint."""
     from transformers import AutoTokenizer
 
+    if model.is_local:
+        _refuse_remote_tokenizer(Path(model.location))
     try:
         return AutoTokenizer.from_pretrained(model.location, trust_remote_code=False, use_fast=True)
     except (OSError, ValueError, KeyError) as e:

@@ -13,8 +13,10 @@ noisy optimizer and the accountant; trustune assembles them itself rather than t
   checkpoint keeps, so a resumed run continues the same random stream (and ε) exactly;
 - ghost clipping's first backward pass, which only needs the per-example gradient *norms*,
   asks autograd for the gradient of the (frozen) embedding output alone: no parameter
-  gradient is computed in it, which makes a step ~1.3x faster than Opacus's own two full
-  passes (BENCHMARKS.md).
+  gradient is computed in it; and where every trainable layer is a ``Linear`` or
+  ``LayerNorm`` (BERT with frozen embeddings) the clipped gradient sum is then contracted
+  from what that pass saw (book-keeping, ``bookkeeping.py``) instead of a second backward
+  pass (BENCHMARKS.md has the step times).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from trustune.privacy.accountant import (
     noise_for_epsilon,
     require_opacus,
 )
+from trustune.privacy.bookkeeping import BookKeeper
 from trustune.train.batching import collate
 
 __all__ = [
@@ -215,13 +218,22 @@ class PrivateTraining:
     """Clipped, noised steps for one run, with the accountant that tracks ε."""
 
     def __init__(
-        self, plan: PrivacyPlan, *, device: torch.device | str = "cpu", lean_first_pass: bool = True
+        self,
+        plan: PrivacyPlan,
+        *,
+        device: torch.device | str = "cpu",
+        lean_first_pass: bool = True,
+        book_keeping: bool = True,
     ) -> None:
         """``lean_first_pass=False`` uses Opacus's own ghost clipping (two full backward passes)
-        even where trustune's lighter first pass applies; for comparison and debugging."""
+        even where trustune's lighter first pass applies; ``book_keeping=False`` keeps the
+        lighter first pass but takes the clipped sum from a second backward pass. Both are for
+        comparison and debugging: the three give the same gradients."""
         require_opacus()
         self.plan = plan
         self.lean_first_pass = lean_first_pass
+        self.book_keeping = book_keeping
+        self.bookkeeper: BookKeeper | None = None
         self.device = torch.device(device)
         # Secret randomness for sampling and noise: with a seed anyone can read (the config's),
         # the noise could be recomputed and subtracted. The checkpoint keeps it for resume.
@@ -300,6 +312,8 @@ class PrivateTraining:
         if mode == Clipping.GHOST.value and frozen and self.lean_first_pass:
             assert embeddings is not None
             self._anchor_hook = embeddings.register_forward_hook(self._mark_anchor)
+            if self.book_keeping and BookKeeper.applies(model):
+                self.bookkeeper = BookKeeper(model)
         return self.optimizer
 
     def detach(self) -> None:
@@ -310,6 +324,9 @@ class PrivateTraining:
         if self._anchor_hook is not None:
             self._anchor_hook.remove()
             self._anchor_hook = None
+        if self.bookkeeper is not None:
+            self.bookkeeper.remove()
+            self.bookkeeper = None
 
     def _account(self, optimizer: Any) -> None:
         self.accountant.step(
@@ -340,6 +357,8 @@ class PrivateTraining:
             self.optimizer.signal_skip_step(do_skip=i < len(batches) - 1)
             batch = {k: v.to(self.device) for k, v in batch.items()}
             labels = batch.pop("labels")
+            if self.bookkeeper is not None:
+                self.bookkeeper.clear()
             logits = self.model(**batch).logits
             losses = F.cross_entropy(logits.float(), labels, reduction="none")  # (batch,)
             self._backward(losses)
@@ -363,14 +382,18 @@ class PrivateTraining:
         for p in trainable:
             p._norm_sample = None  # type: ignore[attr-defined]
         anchor, self._anchor = self._anchor, []
+        keeper = self.bookkeeper
         # pass 1: per-example gradient norms from the hooks, no parameter gradient
-        torch.autograd.grad(losses.mean(), anchor, retain_graph=True)
+        torch.autograd.grad(losses.mean(), anchor, retain_graph=keeper is None)
         if any(p._norm_sample is None for p in trainable):  # type: ignore[attr-defined]
             raise PrivacyError(
                 "internal: a trainable layer got no per-example gradient norm; retrain with "
                 "--dp-clipping hooks and report this model"
             )
         coefficients = self.hooks.get_clipping_coef()  # (batch,), min(1, C / norm)
+        if keeper is not None:  # the clipped sum from the layers' kept inputs and gradients
+            keeper.accumulate(coefficients)
+            return
         # pass 2: the sum of clipped per-example gradients, hooks off
         self.hooks.disable_hooks()
         try:

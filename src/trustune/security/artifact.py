@@ -14,7 +14,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,9 @@ from trustune.security.envelope import (
     unwrap_data_key,
     wrap_data_key,
 )
-from trustune.security.format import DEFAULT_CHUNK_SIZE, open_stream, read_sealed, seal_stream
+from trustune.security.format import DEFAULT_CHUNK_SIZE, open_stream, seal_stream
 from trustune.security.keys import KeySource, Passphrase, ScryptParams, SecretKey, generate_key
+from trustune.security.opener import SealedFileOpener, decrypt_all, default_workers
 
 __all__ = [
     "SIGNATURE_FILE",
@@ -234,7 +235,7 @@ class SealedFolder:
     def __init__(self, run: SealedRun, folder: str) -> None:
         self._run = run
         self._prefix = folder.rstrip("/") + "/"
-        self._pending: dict[str, Future[np.ndarray]] = {}
+        self._pending: dict[str, SealedFileOpener] = {}
         self.source = f"{run.run_dir / folder} (encrypted)"
 
     def names(self) -> list[str]:
@@ -243,26 +244,30 @@ class SealedFolder:
     def read(self, name: str) -> np.ndarray:
         pending = self._pending.pop(name, None)
         if pending is not None:
-            return pending.result()
+            return pending.finish()  # this thread helps with what is left
         return self._run.read(self._prefix + name)
 
     @contextlib.contextmanager
     def prefetching(self, names: list[str]) -> Iterator[None]:
-        """Decrypt ``names`` in a background thread while the caller does other work.
+        """Start decrypting ``names`` on background threads; :meth:`read` joins the work.
 
-        The AEAD releases the GIL, so on two cores decrypting the weights overlaps with
-        building the tokenizer. Buffers not read by the end of the block are dropped.
+        AES-GCM releases the GIL, so on two cores the weights are decrypted while the caller
+        builds the tokenizer. Files not read by the end of the block are dropped.
         """
-        workers = max(1, min(4, (os.cpu_count() or 1) - 1))  # one core stays with the caller
-        with ThreadPoolExecutor(1, thread_name_prefix="trustune-prefetch") as pool:
-            for name in names:
-                self._pending[name] = pool.submit(self._run.read, self._prefix + name, workers)
+        openers = {name: self._run.opener(self._prefix + name) for name in names}
+        self._pending.update(openers)
+        helpers = max(1, default_workers() - 1)  # one core stays with the caller
+        with ThreadPoolExecutor(helpers, thread_name_prefix="trustune-prefetch") as pool:
+            for opener in openers.values():
+                for _ in range(helpers):
+                    pool.submit(opener.work)
             try:
                 yield
             finally:
-                for future in self._pending.values():
-                    future.cancel()
-                self._pending.clear()
+                for name, opener in openers.items():
+                    if self._pending.pop(name, None) is not None:
+                        with contextlib.suppress(Exception):
+                            opener.finish()  # waits for the helpers and closes the file
 
     def __repr__(self) -> str:
         return f"SealedFolder({self.source!r})"
@@ -287,11 +292,8 @@ class SealedRun:
     def folder(self, folder: str) -> SealedFolder:
         return SealedFolder(self, folder)
 
-    def read(self, name: str, workers: int | None = None) -> np.ndarray:
-        """The plaintext of one sealed file (uint8 array), authenticated chunk by chunk.
-
-        ``workers`` threads decrypt chunks (default: up to 4, one per core).
-        """
+    def opener(self, name: str) -> SealedFileOpener:
+        """Start opening one sealed file: threads call ``work()``, one calls ``finish()``."""
         if name not in self.info.sealed_files:
             raise ArtifactError(f"{self.run_dir} has no sealed file {name}")
         path = self.run_dir / (name + self.info.suffix)
@@ -299,7 +301,13 @@ class SealedRun:
             raise IntegrityError(
                 f"{path} is missing; the encrypted run is incomplete. Restore it from a good copy"
             )
-        return read_sealed(
-            path, data_key=self._data_key, artifact_id=self.info.artifact_id, name=name,
-            workers=workers,
-        )  # fmt: skip
+        return SealedFileOpener(
+            path, data_key=self._data_key, artifact_id=self.info.artifact_id, name=name
+        )
+
+    def read(self, name: str, workers: int | None = None) -> np.ndarray:
+        """The plaintext of one sealed file (uint8 array), authenticated chunk by chunk.
+
+        ``workers`` threads decrypt chunks (default: one per core, at most 4).
+        """
+        return decrypt_all(self.opener(name), workers=workers)

@@ -19,16 +19,13 @@ chunk or a flipped byte all fail authentication. An empty file is one final chun
 
 from __future__ import annotations
 
-import mmap
 import os
 import struct
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -43,13 +40,17 @@ __all__ = [
     "HEADER_BYTES",
     "MAGIC",
     "MAX_CHUNK_SIZE",
+    "NONCE_BYTES",
+    "TAG_BYTES",
     "SealedHeader",
+    "check_artifact",
     "chunk_aad",
+    "chunk_error",
+    "layout",
     "open_file",
     "open_stream",
     "plaintext_size",
     "read_header",
-    "read_sealed",
     "seal_file",
     "seal_stream",
 ]
@@ -160,8 +161,8 @@ def _read_exact(src: BinaryIO, view: memoryview) -> int:
     return filled
 
 
-def _layout(body: int, chunk_size: int, name: str) -> tuple[int, int]:
-    """Chunks in a body of ``body`` bytes and the plaintext bytes of the last one."""
+def layout(body: int, chunk_size: int, name: str) -> tuple[int, int]:
+    """Chunks in a body (file minus header) of ``body`` bytes, and plaintext bytes of the last."""
     full = chunk_size + CHUNK_OVERHEAD
     chunks = max(1, -(-body // full))
     last = body - (chunks - 1) * full - CHUNK_OVERHEAD
@@ -173,14 +174,14 @@ def _layout(body: int, chunk_size: int, name: str) -> tuple[int, int]:
     return chunks, last
 
 
-def _fail_chunk(name: str, index: int, chunks: int) -> IntegrityError:
+def chunk_error(name: str, index: int, chunks: int) -> IntegrityError:
     return IntegrityError(
         f"{name}: chunk {index + 1} of {chunks} fails authentication; the file was changed, "
         "truncated, reordered or mixed with another file or artifact. Restore it from a good copy"
     )
 
 
-def _check_artifact(header: SealedHeader, artifact_id: bytes, name: str) -> None:
+def check_artifact(header: SealedHeader, artifact_id: bytes, name: str) -> None:
     if header.artifact_id != artifact_id:
         raise IntegrityError(
             f"{name} belongs to another artifact (artifact id {header.artifact_id.hex()}, "
@@ -199,8 +200,8 @@ def open_stream(
     head = bytearray(HEADER_BYTES)
     raw = bytes(head[: _read_exact(src, memoryview(head))])
     header = SealedHeader.parse(raw, name=name)
-    _check_artifact(header, artifact_id, name)
-    chunks, last = _layout(size - HEADER_BYTES, header.chunk_size, name)
+    check_artifact(header, artifact_id, name)
+    chunks, last = layout(size - HEADER_BYTES, header.chunk_size, name)
     aead = _aead(data_key)
     buffer = bytearray(header.chunk_size + CHUNK_OVERHEAD)
     out = bytearray(header.chunk_size)
@@ -217,7 +218,7 @@ def open_stream(
                 view[:NONCE_BYTES], view[NONCE_BYTES:], chunk_aad(raw, index, final, name), target
             )
         except InvalidTag:
-            raise _fail_chunk(name, index, chunks) from None
+            raise chunk_error(name, index, chunks) from None
         dst.write(target)
         total += plain
     return total
@@ -256,71 +257,5 @@ def read_header(path: Path, *, name: str) -> SealedHeader:
 
 def plaintext_size(sealed_size: int, chunk_size: int, *, name: str = "sealed file") -> int:
     """Plaintext bytes of a sealed file of ``sealed_size`` bytes."""
-    chunks, last = _layout(sealed_size - HEADER_BYTES, chunk_size, name)
+    chunks, last = layout(sealed_size - HEADER_BYTES, chunk_size, name)
     return (chunks - 1) * chunk_size + last
-
-
-def read_sealed(
-    path: Path, *, data_key: SecretKey, artifact_id: bytes, name: str, workers: int | None = None
-) -> np.ndarray:
-    """Decrypt a whole sealed file into memory (a uint8 array); nothing is written to disk.
-
-    Chunks are decrypted by ``workers`` threads (the AEAD releases the GIL) straight from a
-    read-only memory map into the result, so the ciphertext is never copied.
-    """
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size < HEADER_BYTES:
-            raise IntegrityError(f"{name} is truncated ({size} bytes, less than its header)")
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            return _open_mapped(mapped, size, data_key, artifact_id, name, workers)
-
-
-def _open_mapped(
-    mapped: mmap.mmap, size: int, data_key: SecretKey, artifact_id: bytes, name: str,
-    workers: int | None,
-) -> np.ndarray:  # fmt: skip
-    raw = bytes(mapped[:HEADER_BYTES])
-    header = SealedHeader.parse(raw, name=name)
-    _check_artifact(header, artifact_id, name)
-    cs = header.chunk_size
-    chunks, last = _layout(size - HEADER_BYTES, cs, name)
-    result = np.empty((chunks - 1) * cs + last, dtype=np.uint8)
-    aead = _aead(data_key)
-    source = memoryview(mapped)
-    target = memoryview(result)  # type: ignore[arg-type]
-
-    def open_chunk(index: int) -> None:
-        final = index == chunks - 1
-        start = HEADER_BYTES + index * (cs + CHUNK_OVERHEAD)
-        plain = last if final else cs
-        nonce = source[start : start + NONCE_BYTES]
-        sealed = source[start + NONCE_BYTES : start + CHUNK_OVERHEAD + plain]
-        try:
-            aead.decrypt_into(
-                nonce, sealed, chunk_aad(raw, index, final, name),
-                target[index * cs : index * cs + plain],
-            )  # fmt: skip
-        except InvalidTag:
-            raise _fail_chunk(name, index, chunks) from None
-        finally:
-            nonce.release()
-            sealed.release()
-
-    try:
-        n_workers = min(workers or _default_workers(), chunks)
-        if n_workers <= 1:
-            for index in range(chunks):
-                open_chunk(index)
-        else:
-            with ThreadPoolExecutor(n_workers, thread_name_prefix="trustune-open") as pool:
-                for _ in pool.map(open_chunk, range(chunks)):
-                    pass
-    finally:
-        target.release()
-        source.release()
-    return result
-
-
-def _default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import os
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from trustune.artifact import atomic_write_text
 from trustune.errors import MissingKeyError, SecurityError
 
 __all__ = [
@@ -153,9 +153,10 @@ class ScryptParams:
     r: int = 8
     p: int = 1
 
-    # Upper bounds protect a reader from a manifest that asks for absurd memory or time.
-    _MAX_N = 2**22
-    _MAX_R = 32
+    # Upper bounds protect a reader from a manifest that asks for absurd memory or time:
+    # memory is 128 * n * r bytes, work grows with n * r * p (the default is 2**20).
+    _MAX_MEMORY = 1 << 30
+    _MAX_WORK = 2**24
     _MAX_P = 16
 
     def to_dict(self) -> dict[str, Any]:
@@ -185,11 +186,17 @@ class ScryptParams:
         return params
 
     def check(self) -> None:
-        n_ok = 2 <= self.n <= self._MAX_N and self.n & (self.n - 1) == 0
-        if not (n_ok and 1 <= self.r <= self._MAX_R and 1 <= self.p <= self._MAX_P):
+        n_ok = self.n >= 2 and self.n & (self.n - 1) == 0
+        in_range = n_ok and self.r >= 1 and 1 <= self.p <= self._MAX_P
+        if (
+            not in_range
+            or 128 * self.n * self.r > self._MAX_MEMORY
+            or (self.n * self.r * self.p > self._MAX_WORK)
+        ):
             raise SecurityError(
-                f"scrypt parameters n={self.n}, r={self.r}, p={self.p} are out of range "
-                f"(n a power of two up to {self._MAX_N}, r <= {self._MAX_R}, p <= {self._MAX_P})"
+                f"scrypt parameters n={self.n}, r={self.r}, p={self.p} are out of range: n a "
+                f"power of two, memory 128*n*r up to 1 GiB, n*r*p up to 2**24, p up to "
+                f"{self._MAX_P}"
             )
         if len(self.salt) < 16:
             raise SecurityError("the scrypt salt must have at least 16 bytes")
@@ -222,18 +229,7 @@ def write_key_file(path: str | Path, key: SecretKey, *, overwrite: bool = False)
         "# encrypted with it; losing it makes them unreadable. Keep it out of version control.\n"
         f"{key.to_text()}\n"
     )
-    tmp = target.with_name(f".{target.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(target, text)  # the temporary file is created with mode 0600 (mkstemp)
     return target
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import copy
 import hashlib
 import json
@@ -23,7 +22,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from trustune.artifact import MANIFEST, atomic_write_json, read_manifest, utc_now
+from trustune.artifact import (
+    MANIFEST,
+    atomic_write_json,
+    atomic_write_text,
+    read_manifest,
+    utc_now,
+)
 from trustune.data.dataset import file_sha256
 from trustune.errors import IntegrityError, MissingKeyError, SecurityError, SignatureError
 from trustune.security.artifact import SIGNATURE_FILE, list_run_files
@@ -101,21 +106,6 @@ def generate_signing_key() -> SigningKey:
     return SigningKey(Ed25519PrivateKey.generate())
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def write_signing_key(
     path: str | Path, key: SigningKey, *, overwrite: bool = False
 ) -> tuple[Path, Path]:
@@ -133,8 +123,9 @@ def write_signing_key(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write_private(private, pem)
-    public.write_bytes(key.public_key().to_pem())
+    atomic_write_text(private, pem.decode("ascii"))  # created with mode 0600 (mkstemp)
+    atomic_write_text(public, key.public_key().to_pem().decode("ascii"))
+    public.chmod(0o644)  # the public half is for sharing
     return private, public
 
 
@@ -264,10 +255,16 @@ def _read_signature(run_dir: Path) -> dict[str, Any]:
     return record
 
 
-def verify_run(run: str | Path, public_key: PublicKey) -> Verification:
-    """Check the signature of the manifest, then every file against it; raises on any mismatch."""
+def verify_run(
+    run: str | Path, public_key: PublicKey, *, manifest: dict[str, Any] | None = None
+) -> Verification:
+    """Check the signature of the manifest, then every file against it; raises on any mismatch.
+
+    ``manifest`` is the manifest already read by the caller (default: read it): the one that is
+    verified is then the one the caller goes on to use.
+    """
     run_dir = Path(run)
-    manifest = read_manifest(run_dir)
+    manifest = read_manifest(run_dir) if manifest is None else manifest
     record = _read_signature(run_dir)
     if record.get("key_id") != public_key.key_id:
         raise SignatureError(

@@ -1,0 +1,190 @@
+"""The FastAPI application of ``trustune serve``, built around one loaded classifier."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from trustune import __version__
+from trustune.errors import ConfigError
+from trustune.serve.audit import AuditWriter
+from trustune.serve.auth import Authenticator, KeyStore
+from trustune.serve.batcher import MicroBatcher
+from trustune.serve.bodylimit import BodyLimitMiddleware
+from trustune.serve.concurrency import ConcurrencyLimitMiddleware, InFlight
+from trustune.serve.console import console_router
+from trustune.serve.metrics import ServeMetrics
+from trustune.serve.ratelimit import RateLimiter
+from trustune.serve.recording import RecordRequestsMiddleware
+from trustune.serve.schemas import ModelInfo, PrivacyOut
+from trustune.serve.settings import ServeSettings
+from trustune.serve.state import ServerState
+
+if TYPE_CHECKING:
+    from trustune.classifier import TextClassifier
+
+__all__ = ["ENV_SETTINGS", "app_from_env", "create_app", "model_info"]
+
+ENV_SETTINGS = "TRUSTUNE_SERVE_SETTINGS"  # how `--workers N` hands the settings to each worker
+
+_DESCRIPTION = (
+    "A fine-tuned trustune text classifier. Every `/v1` route needs `Authorization: Bearer KEY` "
+    "(keys from `trustune keys create`); `/v1/explain` needs a key with role `explain`."
+)
+
+
+def create_app(
+    classifier: TextClassifier, *, settings: ServeSettings | None = None,
+    store: KeyStore | None = None,
+) -> FastAPI:  # fmt: skip
+    """The app serving ``classifier``; ``store`` checks keys and keeps the audit log.
+
+    The model thread and the audit writer start with the app (its lifespan) and are drained when
+    it stops, after the in-flight requests have been answered.
+    """
+    settings = settings or ServeSettings()
+    if settings.auth and store is None:
+        raise ConfigError("a server with API keys needs a store (store=trustune.store.Store...)")
+    metrics = ServeMetrics()
+    in_flight = InFlight()
+    batcher = MicroBatcher(
+        lambda texts: classifier.predict(texts, batch_size=settings.max_batch),
+        max_batch=settings.max_batch,
+        max_wait_ms=settings.max_wait_ms,
+        pending=lambda: in_flight.count("/v1/predict"),
+        on_batch=metrics.observe_batch,
+    )
+    audit = None
+    if store is not None:
+        audit = AuditWriter(
+            store.record, flush_ms=settings.audit_flush_ms, on_written=metrics.audit_written.inc
+        )
+    from trustune.explain import ExplainableModel, methods_for
+
+    methods = tuple(methods_for(ExplainableModel.from_classifier(classifier)))
+    server = ServerState(
+        classifier=classifier,
+        settings=settings,
+        store=store,
+        batcher=batcher,
+        authenticator=Authenticator(store) if store is not None else None,
+        rate_limiter=RateLimiter(),
+        audit=audit,
+        metrics=metrics,
+        in_flight=in_flight,
+        model_info=model_info(classifier, settings, methods),
+        methods=methods,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.threads is not None:
+            import torch
+
+            torch.set_num_threads(settings.threads)
+        batcher.start()
+        if audit is not None:
+            audit.start()
+        try:
+            yield
+        finally:
+            server.draining = True
+            batcher.stop()  # in-flight requests have been answered: this only ends the thread
+            if audit is not None:
+                audit.close()
+
+    app = FastAPI(
+        title="trustune",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.trustune = server
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    from trustune.serve.routes import router
+
+    app.include_router(router)
+    app.include_router(console_router)
+    # outermost last: body limit first, then the concurrency limit, then recording
+    app.add_middleware(RecordRequestsMiddleware, server=server)
+    app.add_middleware(
+        ConcurrencyLimitMiddleware, limit=settings.max_concurrency, in_flight=in_flight
+    )
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    return app
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 with where and what, without echoing the input back (it may be huge, or not even
+    encodable: a lone surrogate)."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [
+        {"type": str(e.get("type", "value_error")), "loc": list(e.get("loc", ())),
+         "msg": str(e.get("msg", "invalid request"))}
+        for e in errors
+    ]  # fmt: skip
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+def model_info(
+    classifier: TextClassifier, settings: ServeSettings, methods: tuple[str, ...]
+) -> ModelInfo:
+    """The facts ``GET /v1/model`` returns, read once from the run's manifest and metrics."""
+    manifest = classifier.manifest
+    try:
+        from trustune.artifact import read_metrics
+
+        validation = read_metrics(classifier.run_dir).get("validation", {})
+    except Exception:
+        validation = {}
+    scalars = {
+        k: float(v) for k, v in validation.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }  # fmt: skip
+    privacy_section = manifest.get("privacy")
+    privacy = None
+    if privacy_section:
+        privacy = PrivacyOut(
+            dp=bool(privacy_section.get("dp")),
+            epsilon=privacy_section.get("epsilon"),
+            delta=privacy_section.get("delta"),
+            redact_pii=classifier.redact_pii,
+        )
+    return ModelInfo(
+        run=classifier.run_dir.name,
+        created=manifest.get("created"),
+        base_model=(manifest.get("model") or {}).get("source"),
+        labels=list(classifier.labels),
+        metrics=scalars,
+        privacy=privacy,
+        methods=list(methods),
+        limits={
+            "max_texts": settings.max_texts,
+            "max_explain_texts": settings.max_explain_texts,
+            "max_chars": settings.max_chars,
+            "max_body_bytes": settings.max_body_bytes,
+        },
+    )
+
+
+def app_from_env() -> FastAPI:
+    """The app of one ``--workers`` process: settings and run from ``$TRUSTUNE_SERVE_SETTINGS``."""
+    import trustune
+
+    spec: dict[str, Any] = json.loads(os.environ[ENV_SETTINGS])
+    settings = ServeSettings.from_dict(spec["settings"])
+    classifier = trustune.load(
+        spec["run"], key=spec.get("key_file"), public_key=spec.get("public_key")
+    )
+    from trustune.store import Store
+
+    store = Store.open(settings.db_url)
+    return create_app(classifier, settings=settings, store=store)
