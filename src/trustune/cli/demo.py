@@ -72,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
     )
     explanations = model.explain(_EXAMPLES, n_steps=20)
     for p, explanation in zip(model.predict(_EXAMPLES), explanations, strict=True):
-        line = Text(f"  {p.label:>10} {p.score:.2f}  ")
-        line.append_text(terminal_text(explanation))
-        out_console.print(line, soft_wrap=True)
+        shown = Text(f"  {p.label:>10} {p.score:.2f}  ")
+        shown.append_text(terminal_text(explanation))
+        out_console.print(shown, soft_wrap=True)
     db = (root / "trustune.db").resolve()
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=7)
     with Store.open(f"sqlite:///{db}") as store:
