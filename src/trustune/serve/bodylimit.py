@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from trustune.serve.responses import send_json_error
 
 __all__ = ["BodyLimitMiddleware"]
 
@@ -60,24 +61,12 @@ class BodyLimitMiddleware:
 
     async def _too_large(self, send: Any, declared: int | None) -> None:
         size = f"{declared} bytes" if declared is not None else "more"
-        body = json.dumps(
-            {
-                "detail": f"request body too large ({size}; the limit is {self.limit} bytes): "
-                "send fewer or shorter texts per request"
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json_error(
+            send, 413,
+            f"request body too large ({size}; the limit is {self.limit} bytes): "
+            "send fewer or shorter texts per request",
+            headers=[(b"connection", b"close")],
+        )  # fmt: skip
 
 
 def _content_length(scope: Scope) -> int | None:

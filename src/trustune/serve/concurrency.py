@@ -3,9 +3,10 @@ without bound (and running out of memory)."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
+
+from trustune.serve.responses import send_json_error
 
 __all__ = ["ConcurrencyLimitMiddleware", "InFlight"]
 
@@ -42,21 +43,10 @@ class ConcurrencyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         if self.in_flight.total >= self.limit:
-            body = json.dumps(
-                {"detail": f"the server is busy ({self.limit} requests in flight); retry shortly"}
-            ).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 503,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"retry-after", b"1"),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await send_json_error(
+                send, 503, f"the server is busy ({self.limit} requests in flight); retry shortly",
+                headers=[(b"retry-after", b"1")],
+            )  # fmt: skip
             return
         # The event loop runs one coroutine at a time: no lock needed around these counters.
         self.in_flight.total += 1
