@@ -407,3 +407,13 @@ def test_unreachable_key_database_is_503(classifier: Any) -> None:
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
     assert "cannot check API keys" in response.json()["detail"]
+
+
+def test_api_docs_work_offline(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "/docs-assets/swagger-ui-bundle.js" in page.text and "/openapi.json" in page.text
+    assert "https://" not in page.text  # nothing loaded from another host
+    script = client.get("/docs-assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and "SwaggerUIBundle" in script.text
+    assert client.get("/docs-assets/swagger-ui.css").status_code == 200

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from trustune import __version__
 from trustune.errors import ConfigError
+from trustune.serve.apidocs import add_api_docs
 from trustune.serve.audit import AuditWriter
 from trustune.serve.auth import Authenticator, KeyStore
 from trustune.serve.batcher import MicroBatcher
@@ -106,7 +107,10 @@ def create_app(
         version=__version__,
         description=_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by add_api_docs from local files: no CDN
+        redoc_url=None,
     )
+    add_api_docs(app, title="trustune")
     app.state.trustune = server
     app.add_exception_handler(RequestValidationError, _validation_error)
     from trustune.serve.routes import router
