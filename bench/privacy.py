@@ -216,6 +216,27 @@ def _paired_child(system: str, spec: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+class _LogProgress:
+    """Progress as timestamped lines on stderr (the child's log file): every validation and
+    every tenth step, so a long run can be followed with ``tail -f``."""
+
+    def start(self, task: str, *, total: int | None = None, completed: int = 0) -> None:
+        self.total, self.done = total, completed
+        self.message(f"{task}: {completed}/{total}")
+
+    def advance(self, task: str, amount: int = 1, **fields: Any) -> None:
+        self.done += amount
+        if self.done % 10 == 0:
+            figures = ", ".join(f"{k} {v:.4g}" for k, v in fields.items() if isinstance(v, float))
+            self.message(f"{task}: {self.done}/{self.total} {figures}")
+
+    def message(self, text: str) -> None:
+        print(f"{datetime.now(UTC):%H:%M:%S} {text}", file=sys.stderr, flush=True)
+
+    def end(self, task: str) -> None:
+        self.message(f"{task}: end")
+
+
 def _train_child(system: str, spec: dict[str, Any]) -> dict[str, Any]:
     import trustune
     from trustune.privacy.audit import audit_privacy
@@ -224,6 +245,8 @@ def _train_child(system: str, spec: dict[str, Any]) -> dict[str, Any]:
     train = {
         "epochs": spec["overfit_epochs"] if overfit else spec["epochs"],
         "batch_size": spec["batch_size"], "lr": spec["lr"], "seed": 42,
+        "evaluate_every": spec["evaluate_every"],
+        "early_stopping_patience": spec["early_stopping_patience"],
     }  # fmt: skip
     privacy: dict[str, Any] = {}
     if system.startswith("train:dp"):
@@ -232,6 +255,9 @@ def _train_child(system: str, spec: dict[str, Any]) -> dict[str, Any]:
             lr=spec["dp_lr"], max_grad_norm=spec["dp_clip"],
             gradient_accumulation_steps=spec["dp_logical_batch"] // spec["batch_size"],
         )  # fmt: skip
+        if spec.get("dp_head_lr"):
+            train["head_lr"] = spec["dp_head_lr"]
+        train["trainable"] = spec.get("dp_trainable", "all")
     if overfit:  # validated once at the end: the model kept is the last, most overfit one
         train.update(early_stopping_patience=0, evaluate_every=10**9)
     config = trustune.RunConfig.from_dict({
@@ -241,7 +267,10 @@ def _train_child(system: str, spec: dict[str, Any]) -> dict[str, Any]:
     })  # fmt: skip
     output = Path(spec["work"]) / system.replace(":", "-")
     started = time.perf_counter()
-    run = trustune.finetune(config=config, output=output, overwrite=True, measure_latency=False)
+    run = trustune.finetune(
+        config=config, output=output, overwrite=True, measure_latency=False,
+        progress=_LogProgress(),  # type: ignore[arg-type]
+    )  # fmt: skip
     wall = time.perf_counter() - started
     test = run.classifier.evaluate(spec["test_file"], measure_latency=False)
     audit = audit_privacy(
@@ -267,6 +296,10 @@ def _train_child(system: str, spec: dict[str, Any]) -> dict[str, Any]:
 def child_main(system: str, spec_path: Path, result_path: Path) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     spec = json.loads(spec_path.read_text())
+    if spec.get("threads"):
+        import torch
+
+        torch.set_num_threads(spec["threads"])
     run = (
         _paired_child
         if system == PAIRED
@@ -285,13 +318,15 @@ def launch(system: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
     spec_path.write_text(json.dumps(spec))
     command = [sys.executable, __file__, "--child", system, "--child-spec", str(spec_path),
                "--child-result", str(result_path)]  # fmt: skip
-    print(f"[privacy bench] {system} ...", file=sys.stderr, flush=True)
+    log_path = work / f"{name}.log"
+    print(f"[privacy bench] {system} ... (log: {log_path})", file=sys.stderr, flush=True)
     started, cpu_before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with log_path.open("w", encoding="utf-8") as log:
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=log, text=True)
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_s = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     if done.returncode != 0 or not result_path.exists():
-        tail = done.stderr[-2000:]
+        tail = log_path.read_text(encoding="utf-8")[-2000:]
         print(tail, file=sys.stderr)
         return {"system": system, "ok": False, "error": tail}
     result: dict[str, Any] = json.loads(result_path.read_text())
@@ -459,9 +494,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32, help="physical batch (all systems)")
     p.add_argument("--lr", type=float, default=5e-5, help="non-private learning rate")
     p.add_argument("--dp-lr", type=float, default=5e-4, help="DP learning rate")
+    p.add_argument(
+        "--dp-head-lr", type=float, default=0.0,
+        help="DP learning rate of the classification head (0: --dp-lr)",
+    )  # fmt: skip
+    p.add_argument(
+        "--dp-trainable", default="all", choices=("all", "bitfit"),
+        help="weights the DP trainings update (bitfit: biases, LayerNorm and the head)",
+    )  # fmt: skip
     p.add_argument("--dp-clip", type=float, default=0.1, help="DP per-example clipping norm C")
     p.add_argument("--dp-logical-batch", type=int, default=256, help="DP examples per step")
     p.add_argument("--max-length", type=int, default=64)
+    p.add_argument(
+        "--evaluate-every", type=int, default=0,
+        help="validate every N optimizer steps in the trainings (0: once per epoch)",
+    )  # fmt: skip
+    p.add_argument(
+        "--early-stopping-patience", type=int, default=2,
+        help="validations without improvement before a training stops (0: never)",
+    )  # fmt: skip
+    p.add_argument(
+        "--threads", type=int, default=0,
+        help="torch threads per child (0: torch's default); 1 lets two invocations share 2 cores",
+    )  # fmt: skip
     p.add_argument("--audit-rows", type=int, default=1000, help="members and non-members each")
     p.add_argument("--neighbours", type=int, default=4)
     p.add_argument("--bootstrap", type=int, default=500)
@@ -497,6 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     n = args.train_rows or len(texts)
     used, unused = order[:n], order[n:]
     work = Path(tempfile.mkdtemp(prefix="privacy-bench-"))
+    print(f"[privacy bench] work directory: {work}", file=sys.stderr, flush=True)
     dev_order = list(range(len(dev_texts)))
     random.Random(43).shuffle(dev_order)
     dev_pick, dev_rest = dev_order[: args.dev_rows], dev_order[args.dev_rows :]
@@ -510,8 +566,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     overfit = used[: args.overfit_rows]
     spec: dict[str, Any] = {
         "work": str(work), "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-        "dp_lr": args.dp_lr, "dp_clip": args.dp_clip, "dp_logical_batch": args.dp_logical_batch,
+        "dp_lr": args.dp_lr, "dp_head_lr": args.dp_head_lr, "dp_trainable": args.dp_trainable, "dp_clip": args.dp_clip, "dp_logical_batch": args.dp_logical_batch,
         "max_length": args.max_length, "audit_rows": args.audit_rows,
+        "evaluate_every": args.evaluate_every, "threads": args.threads,
+        "early_stopping_patience": args.early_stopping_patience,
         "neighbours": args.neighbours, "bootstrap": args.bootstrap,
         "overfit_epochs": args.overfit_epochs, "steps": args.steps, "warmup": args.warmup,
         "paired": ["step:non-private", *[s for s in args.paired.split(",") if s and s != "step:non-private"]],

@@ -1,4 +1,4 @@
-"""`trustune keys` and `trustune audit log`: the real command (subprocesses) on a SQLite file."""
+"""`trustune keys`, `trustune audit log` and `audit prune`: the real command (subprocesses) on a SQLite file."""
 
 from __future__ import annotations
 
@@ -78,6 +78,12 @@ def test_key_lifecycle_through_the_command(tmp_path: Path) -> None:
         key_id, "/v1/explain", 401, 1, None,
     )  # fmt: skip
 
+    pruned = trustune_cli("audit", "prune", "--older-than", "1d", "--json", "--db", db)
+    assert pruned.returncode == 0, pruned.stderr
+    assert json.loads(pruned.stdout)["entries"] == 1  # the 3-day-old one
+    remaining = trustune_cli("audit", "log", "--json", "--db", db)
+    assert [e["route"] for e in json.loads(remaining.stdout)] == ["/v1/explain"]
+
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main(list(args))
@@ -129,6 +135,8 @@ def test_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         (["keys", "revoke", "k_nope"], "no API key with id 'k_nope'"),
         (["audit", "log", "--since", "yesterday"], "cannot read --since 'yesterday'"),
         (["audit", "log", "--limit", "0"], "--limit 0 is not allowed; pass 1 or more"),
+        (["audit", "prune", "--older-than", "ages"], "cannot read --older-than 'ages'"),
+        (["audit", "prune", "--older-than", "2999-01-01"], "is in the future and would delete"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_and_exit_2(

@@ -186,6 +186,30 @@ def test_book_keeping_equals_the_second_backward_pass(clip: float) -> None:
     assert _max_difference(kept, base) > 1e-4
 
 
+def test_bitfit_under_dp_moves_only_biases_norms_and_head() -> None:
+    # frozen weights: book-keeping skips their matmuls and must still give the exact clipped sum
+    from trustune.config import Trainable
+    from trustune.train.setup import apply_trainable
+
+    base = _tiny_bert()
+    total = sum(p.numel() for p in base.parameters())
+    assert apply_trainable(base, Trainable.BITFIT) < total / 5
+    kept = _dp_step(base, _plan("ghost", clip=0.05))
+    second_pass = _dp_step(base, _plan("ghost", clip=0.05), book_keeping=False)
+    hooks = _dp_step(base, _plan("hooks", clip=0.05))
+    assert _max_difference(kept, second_pass) < 1e-6
+    assert _max_difference(kept, hooks) < 1e-6
+    moved = {
+        name for (name, p), q in zip(kept.named_parameters(), base.parameters(), strict=True)
+        if (p - q).abs().max().item() > 0
+    }  # fmt: skip
+    assert moved and all(
+        n.endswith(("bias", "LayerNorm.weight")) or n.startswith("classifier") or ".pooler." in n
+        for n in moved
+    ), moved
+    assert "bert.encoder.layer.0.attention.self.query.weight" not in moved
+
+
 def test_noise_has_the_calibrated_scale() -> None:
     base = _tiny_bert()
     clean = _dp_step(base, _plan("ghost", clip=0.1))

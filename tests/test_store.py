@@ -103,6 +103,12 @@ def check_audit_log(url: str) -> None:
         assert store.audit_entries(since=datetime.now(UTC)) == []
         with pytest.raises(StoreError, match="limit 0"):
             store.audit_entries(limit=0)
+        cut = t0 + timedelta(minutes=4)  # entries 0-3 are older
+        assert store.prune_audit(before=cut, dry_run=True) == 4
+        assert store.audit_entries() == everything  # a dry run deletes nothing
+        assert store.prune_audit(before=cut) == 4
+        assert store.audit_entries() == [*entries[4:], with_text]
+        assert store.prune_audit(before=cut) == 0
 
 
 def check_two_stores_share_revocation(url: str) -> None:

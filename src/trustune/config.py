@@ -58,6 +58,14 @@ class Precision(_ListableEnum):
     BF16 = "bf16"
 
 
+class Trainable(_ListableEnum):
+    """Which weights fine-tuning updates. ``bitfit``: only biases, LayerNorm and the head
+    (under 1% of the parameters; far less for DP-SGD's noise to spread over)."""
+
+    ALL = "all"
+    BITFIT = "bitfit"
+
+
 class Attention(_ListableEnum):
     """Attention kernel for training. ``auto``: eager on CPU (its backward pass measured 2x
     faster than PyTorch's fused SDPA kernel for short texts), SDPA on GPU."""
@@ -170,6 +178,21 @@ class TrainConfig:
     epochs: int = field(default=3, metadata=_flag("passes over the training data"))
     batch_size: int = field(default=32, metadata=_flag("examples per optimizer step (per device)"))
     lr: float = field(default=5e-5, metadata=_flag("peak learning rate of AdamW"))
+    head_lr: float | None = field(
+        default=None,
+        metadata=_flag(
+            "peak learning rate of the classification head (classifier and pooler), which "
+            "starts untrained; default: --lr",
+            type=float,
+        ),
+    )
+    trainable: Trainable = field(
+        default=Trainable.ALL,
+        metadata=_flag(
+            "weights to train: all, or bitfit (biases, LayerNorm and the head only: under 1% of "
+            "the parameters; the recommended choice with --dp-epsilon)"
+        ),
+    )
     weight_decay: float = field(default=0.01, metadata=_flag("AdamW weight decay"))
     warmup_ratio: float = field(default=0.06, metadata=_flag("share of steps with linear warm-up"))
     gradient_accumulation_steps: int = field(
@@ -203,6 +226,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.precision = Precision.parse(self.precision, "train.precision")
+        self.trainable = Trainable.parse(self.trainable, "train.trainable")
         self.selection_metric = SelectionMetric.parse(
             self.selection_metric, "train.selection_metric"
         )
@@ -217,6 +241,8 @@ class TrainConfig:
             _check_positive(f"train.{key}", getattr(self, key))
         for key in ("weight_decay", "evaluate_every", "early_stopping_patience"):
             _check_positive(f"train.{key}", getattr(self, key), allow_zero=True)
+        if self.head_lr is not None:
+            _check_positive("train.head_lr", self.head_lr)
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"train.warmup_ratio: {self.warmup_ratio!r} must be in [0, 1)")
 

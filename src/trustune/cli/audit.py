@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trustune.cli.audit_log import add_log_parser
+from trustune.cli.audit_log import add_log_parser, add_prune_parser
 from trustune.cli.common import add_run_argument
 from trustune.cli.render import out_console
 
@@ -90,13 +90,15 @@ def _run_privacy(args: argparse.Namespace) -> int:
 _AUDITS: tuple[tuple[str, Callable[[Any], None]], ...] = (
     ("privacy", _add_privacy),
     ("log", add_log_parser),  # the HTTP service's request log (trustune.store)
+    ("prune", add_prune_parser),  # its retention
 )
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "audit",
-        help="evidence about a run (privacy: membership-inference attacks; log: served requests)",
+        help="evidence about a run (privacy: membership-inference attacks; log: served requests; "
+        "prune: log retention)",
         description="Audits that produce evidence about a run.",
     )
     kinds = p.add_subparsers(dest="audit", metavar="AUDIT", required=True)

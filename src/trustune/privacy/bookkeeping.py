@@ -81,20 +81,26 @@ class BookKeeper:
 
     @staticmethod
     def _add(module: nn.Module, x: torch.Tensor, g: torch.Tensor) -> None:
+        def wanted(name: str) -> nn.Parameter | None:
+            param = getattr(module, name, None)
+            return param if isinstance(param, nn.Parameter) and param.requires_grad else None
+
+        grads: dict[str, torch.Tensor] = {}
         if isinstance(module, nn.Linear):
             g2, x2 = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])  # (rows, out/in)
-            grads = {"weight": g2.t() @ x2, "bias": g2.sum(0)}
+            if wanted("weight") is not None:  # a frozen weight (bitfit) costs no matmul
+                grads["weight"] = g2.t() @ x2
+            grads["bias"] = g2.sum(0)
         else:
             assert isinstance(module, nn.LayerNorm)
             shape = module.normalized_shape
-            normalized = F.layer_norm(x, shape, eps=module.eps)
-            grads = {
-                "weight": (g * normalized).reshape(-1, *shape).sum(0),
-                "bias": g.reshape(-1, *shape).sum(0),
-            }
+            if wanted("weight") is not None:
+                normalized = F.layer_norm(x, shape, eps=module.eps)
+                grads["weight"] = (g * normalized).reshape(-1, *shape).sum(0)
+            grads["bias"] = g.reshape(-1, *shape).sum(0)
         for name, value in grads.items():
-            param = getattr(module, name, None)
-            if isinstance(param, nn.Parameter) and param.requires_grad:
+            param = wanted(name)
+            if param is not None:
                 param.grad = value if param.grad is None else param.grad + value
 
     def remove(self) -> None:

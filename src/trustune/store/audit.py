@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, delete, func, insert, select
 
 from trustune.errors import StoreError
 from trustune.store.schema import audit_log
 
-__all__ = ["AuditEntry", "audit_entries", "record_entries"]
+__all__ = ["AuditEntry", "audit_entries", "prune_entries", "record_entries"]
 
 _MAX_ROUTE_CHARS = 200
 
@@ -85,6 +85,17 @@ def audit_entries(
         rows = list(connection.execute(query))
     rows.reverse()
     return [_entry(row) for row in rows]
+
+
+def prune_entries(engine: Engine, *, before: datetime, dry_run: bool = False) -> int:
+    """Delete the entries older than ``before`` (one transaction); how many there were."""
+    if before.tzinfo is None:
+        before = before.replace(tzinfo=UTC)
+    older = audit_log.c.time < before
+    with engine.begin() as connection:
+        if dry_run:
+            return int(connection.execute(select(func.count()).where(older)).scalar_one())
+        return int(connection.execute(delete(audit_log).where(older)).rowcount)
 
 
 def _entry(row: Any) -> AuditEntry:

@@ -111,6 +111,11 @@ class Store:
         with database_errors(self._url, "read the audit log"):
             return audit.audit_entries(self._engine, since=since, limit=limit)
 
+    def prune_audit(self, *, before: datetime, dry_run: bool = False) -> int:
+        """Delete audit entries older than ``before``; how many (``dry_run``: only count them)."""
+        with database_errors(self._url, "prune the audit log"):
+            return audit.prune_entries(self._engine, before=before, dry_run=dry_run)
+
     def close(self) -> None:
         """Close every pooled connection."""
         self._engine.dispose()

@@ -46,8 +46,9 @@ def parse_expiry(text: str, *, now: datetime | None = None) -> datetime:
     return when
 
 
-def parse_since(text: str, *, now: datetime | None = None) -> datetime:
-    """Where a listing starts: ``now`` − a duration (``1h`` = the last hour), or an ISO time."""
+def parse_since(text: str, *, now: datetime | None = None, flag: str = "--since") -> datetime:
+    """A time back from ``now``: ``now`` − a duration (``1h`` = an hour ago), or an ISO time;
+    ``flag`` names the option in the error message."""
     now = now or datetime.now(UTC)
     try:
         duration = parse_duration(text)
@@ -55,5 +56,5 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
     except OverflowError:
         when = None
     if when is None:
-        raise StoreError(f"cannot read --since {text!r}; pass {_FORMS}")
+        raise StoreError(f"cannot read {flag} {text!r}; pass {_FORMS}")
     return when

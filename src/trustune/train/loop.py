@@ -45,6 +45,7 @@ from trustune.train.checkpoint import (
 )
 from trustune.train.interrupt import StopRequest
 from trustune.train.setup import (
+    apply_trainable,
     build_optimizer,
     build_scheduler,
     resolve_attention,
@@ -173,6 +174,7 @@ class _Trainer:
             id2label=self.data.label_map.id2label(),
             attn_implementation=self.attention,
         )
+        apply_trainable(self.model, cfg.train.trainable)
         self.pad_id = self.tokenizer.pad_token_id or 0
         self.train_enc = encode_texts(
             self.tokenizer, self.data.train.texts, max_length=dc.max_length
