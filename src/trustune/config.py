@@ -60,7 +60,7 @@ class Precision(_ListableEnum):
 
 class Trainable(_ListableEnum):
     """Which weights fine-tuning updates. ``bitfit``: only biases, LayerNorm and the head
-    (under 1% of the parameters; far less for DP-SGD's noise to spread over)."""
+    (under one percent of the parameters; far less for DP-SGD's noise to spread over)."""
 
     ALL = "all"
     BITFIT = "bitfit"
@@ -189,7 +189,7 @@ class TrainConfig:
     trainable: Trainable = field(
         default=Trainable.ALL,
         metadata=_flag(
-            "weights to train: all, or bitfit (biases, LayerNorm and the head only: under 1% of "
+            "weights to train: all, or bitfit (biases, LayerNorm and the head only: under one percent of "
             "the parameters; the recommended choice with --dp-epsilon)"
         ),
     )
