@@ -6,6 +6,7 @@ import csv
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,6 +33,7 @@ from trustune.explain.faithfulness import (
 from trustune.explain.global_importance import aggregate_importance
 from trustune.explain.render import render_page, segments, terminal_text
 from trustune.explain.words import merge_pieces, tokenize_words
+from trustune.progress import Progress
 
 TEXTS = [
     "I was charged twice for my order, please refund one payment.",
@@ -322,3 +324,104 @@ def test_public_surface() -> None:
 
     for name in explain.__all__:
         assert hasattr(explain, name), name
+
+
+def _ig(scores: list[float], delta: float) -> Explanation:
+    e = _explanation(["refund", "my", "card"], scores, "billing")
+    return Explanation(**{**e.__dict__, "method": "integrated-gradients", "delta": delta})
+
+
+def test_completeness_warning_when_the_scores_do_not_add_up() -> None:
+    """Flagged above 5% of p(x) - p(baseline) + 0.001, in the result and its JSON."""
+    good = _ig([0.3, 0.1, 0.2], delta=0.004)  # 0.004 of a change of 0.596: within 5%
+    assert good.explained_change == pytest.approx(0.596)
+    assert good.completeness_warning is None and good.to_dict()["completeness_warning"] is None
+    bad = _ig([0.3, 0.1, 0.2], delta=0.076)  # the issue's case: 15% of a change of 0.524
+    warning = bad.completeness_warning
+    assert warning is not None
+    assert "completeness error +0.076" in warning and "p(text) - p(baseline) = +0.524" in warning
+    assert "15% of it" in warning and "more integration steps (n_steps, --steps)" in warning
+    assert bad.to_dict()["completeness_warning"] == warning
+    assert Explanation.from_dict(bad.to_dict()) == bad
+    # a change near zero: the absolute 0.001 keeps rounding noise from being flagged
+    assert _ig([0.0004, 0.0, 0.0], delta=0.0009).completeness_warning is None
+    assert _ig([0.0, 0.0, 0.0], delta=float("nan")).completeness_warning is not None
+    assert _explanation(["a"], [0.5], "billing").completeness_warning is None  # no delta
+
+
+def test_real_integrated_gradients_pass_the_completeness_check(model: ExplainableModel) -> None:
+    options = ExplainOptions(n_steps=64, texts_per_batch=3, precision="fp32")
+    for e in explain_texts(model, TEXTS, options=options):
+        assert e.delta is not None and e.completeness_warning is None
+
+
+def test_batch_page_marks_right_and_wrong_predictions() -> None:
+    right = _explanation(["refund", "please"], [0.4, 0.1], "billing")
+    wrong = _explanation(["app", "<crash>"], [0.2, 0.3], "billing")
+    html = render_page([right, wrong], true_labels=["billing", "tech<nical>"])
+    assert "✓ right: the true label is billing" in html
+    assert "✗ wrong: the true label is tech&lt;nical&gt;, not billing" in html
+    assert "<b>1 of 2</b> predictions right" in html and "tech<nical>" not in html
+    assert (
+        html.count('class="tx-card tx-right"') == 1 and html.count('class="tx-card tx-wrong"') == 1
+    )
+    unlabeled = render_page([right, wrong])
+    assert "✓ right" not in unlabeled and "predictions right" not in unlabeled
+    partly = render_page([right, wrong], true_labels=[None, "billing"])
+    assert "<b>1 of 1</b> predictions right" in partly
+
+
+def test_explanation_shows_itself_in_jupyter() -> None:
+    e = _explanation(["<b>refund</b>", "please"], [0.4, -0.1], "billing")
+    html = e._repr_html_()
+    assert "<mark" in html and "&lt;b&gt;refund&lt;/b&gt;" in html and "<b>refund" not in html
+    assert "predicted <b>billing</b>" in html and "<style>" in html
+    flagged = _ig([0.3, 0.1, 0.2], delta=0.076)._repr_html_()
+    assert "completeness error +0.076" in flagged
+
+
+class _Recorder(Progress):
+    """Keeps every call, to check what a long task reports."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, int | None]] = []
+
+    def start(self, task: str, *, total: int | None = None, completed: int = 0) -> None:
+        self.calls.append(("start", task, total))
+
+    def advance(self, task: str, amount: int = 1, **fields: Any) -> None:
+        self.calls.append(("advance", task, amount))
+
+    def message(self, text: str) -> None:
+        self.calls.append(("message", text, None))
+
+    def end(self, task: str) -> None:
+        self.calls.append(("end", task, None))
+
+
+def test_faithfulness_reports_its_progress(model: ExplainableModel) -> None:
+    """--evaluate explains with each method, then scores: both stages advance one task."""
+    recorder = _Recorder()
+    evaluate_faithfulness(
+        model, TEXTS, methods=["occlusion", "gradient-x-input"], random_repeats=3,
+        progress=recorder,
+    )  # fmt: skip
+    calls = recorder.calls
+    assert calls[0] == ("start", "faithfulness", 2 * 2 + 3)
+    assert calls[1][0] == "message" and "faithfulness on 3 texts" in calls[1][1]
+    assert calls[-1] == ("end", "faithfulness", None)
+    steps = [c for c in calls if c[:2] == ("advance", "faithfulness")]
+    assert sum(c[2] or 0 for c in steps) == 7
+    # each method's own task runs inside, text by text
+    assert ("start", "explain (occlusion)", 3) in calls
+    last_explained = max(i for i, c in enumerate(calls) if c[0] == "end" and "explain" in c[1])
+    scoring = [i for i, c in enumerate(calls) if c[:2] == ("advance", "faithfulness")]
+    # after the last method's texts: its own step, then scoring 2 methods and 3 random rankings
+    assert len([i for i in scoring if i > last_explained]) == 1 + 2 + 3
+
+    recorder = _Recorder()
+    explained = {"occlusion": explain_texts(model, TEXTS, method="occlusion")}
+    score_explanations(model, TEXTS, explained, random_repeats=2, progress=recorder)
+    assert recorder.calls[0] == ("start", "faithfulness", 3)
+    assert sum(c[2] or 0 for c in recorder.calls if c[0] == "advance") == 3
+    assert recorder.calls[-1] == ("end", "faithfulness", None)

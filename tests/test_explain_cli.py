@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,8 @@ def test_data_batch_global_and_evaluate(
     assert all(len(r["words"]) == len(r["scores"]) and "true_label" in r for r in rows)
     page = out.with_suffix(".html").read_text(encoding="utf-8")
     assert page.count('class="tx-card') == 12 and "Top words per class" in page
+    verdicts = page.count("✓ right: the true label is") + page.count("✗ wrong: the true label is")
+    assert verdicts == 12 and " predictions right" in page  # the file has true labels
     assert "top words of billing" in result.stdout and "faithfulness on 8 texts" in result.stdout
 
     stored = json.loads((run / "explanations.json").read_text(encoding="utf-8"))
@@ -128,3 +131,43 @@ def test_bad_input_is_one_line(
     )
     assert "--data needs --output FILE.jsonl" in _error(capsys, tiny_run, "--data", "x.csv")
     assert "--steps: 0 is not allowed" in _error(capsys, tiny_run, "--text", "a", "--steps", "0")
+
+
+@pytest.fixture
+def incomplete_method() -> Iterator[str]:
+    """A method whose scores miss their sum by 0.3, registered for one test only."""
+    import numpy as np
+
+    from trustune.explain import MethodResult, register_explainer, registry
+
+    name = "test-incomplete"
+
+    @register_explainer(name, summary="scores that miss their sum", needs_gradients=False)
+    def incomplete(model: object, batch: object, options: object) -> MethodResult:
+        texts = batch.texts  # type: ignore[attr-defined]
+        return MethodResult([np.full(t.n_words, 0.1) for t in texts], [0.3] * len(texts))
+
+    try:
+        yield name
+    finally:
+        registry._EXPLAINERS.pop(name)
+
+
+def test_completeness_error_is_a_warning(
+    tiny_run: Path, incomplete_method: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Scores that do not add up are flagged in the output and on stderr, with --steps to use."""
+    from trustune.cli.main import main
+
+    name = incomplete_method
+    assert main(["explain", str(tiny_run), "--text", "refund my card", "--text", "app crash",
+                 "--method", name, "--steps", "50"]) == 0  # fmt: skip
+    captured = capsys.readouterr()
+    assert "completeness error +0.3 (too large: see the warning)" in " ".join(captured.out.split())
+    err = " ".join(captured.err.split())
+    assert f"warning: the {name} scores of 2 of 2 text(s) do not add up" in err
+    assert "Rerun with --steps 200" in err
+    assert main(["explain", str(tiny_run), "--text", "refund", "--method", name,
+                 "--format", "json"]) == 0  # fmt: skip
+    [e] = json.loads(capsys.readouterr().out)
+    assert "completeness error +0.3" in e["completeness_warning"]

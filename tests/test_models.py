@@ -64,3 +64,79 @@ def test_remote_code_refused(tmp_path: Path, tiny_model: Path) -> None:
     (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
     with pytest.raises(UnsafeModelError, match="asks for remote code"):
         load_classifier(resolve_model(str(folder)), num_labels=2)
+
+
+def _strip(weights: Path, part: str) -> None:
+    """Rewrite a safetensors file without the tensors whose name contains ``part``."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(weights))
+    kept = {k: v for k, v in tensors.items() if part not in k}
+    assert len(kept) < len(tensors)
+    save_file(kept, str(weights), metadata={"format": "pt"})
+
+
+def test_a_trained_run_missing_tensors_is_refused(tmp_path: Path, tiny_run: Path) -> None:
+    import trustune
+    from trustune.security import encrypt_run, generate_key
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    _strip(run / "model" / "model.safetensors", "encoder.layer.1.")
+    message = r"lack 16 of the model's \d+ tensors \(bert\.encoder\.layer\.1\..*, \+13 more\)"
+    with pytest.raises(ModelError, match=message):
+        trustune.load(run)
+    key = generate_key()
+    sealed = encrypt_run(run, key=key, output=tmp_path / "sealed")
+    with pytest.raises(ModelError, match=message):  # built in memory: the same check
+        trustune.load(sealed, key=key)
+
+
+def test_a_base_checkpoint_may_lack_its_head_only(tmp_path: Path, tiny_model: Path) -> None:
+    base = tmp_path / "base"
+    shutil.copytree(tiny_model, base)
+    _strip(base / "model.safetensors", "classifier.")
+    _strip(base / "model.safetensors", "bert.pooler.")
+    model = load_classifier(resolve_model(str(base)), id2label={0: "a", 1: "b", 2: "c"})
+    assert model.config.num_labels == 3  # a new head, initialised
+    with pytest.raises(ModelError, match=r"lack 4 of the model's \d+ tensors \(bert.pooler"):
+        load_classifier(resolve_model(str(base)))  # as a trained model it is incomplete
+    _strip(base / "model.safetensors", "encoder.layer.0.attention.self.query.")
+    with pytest.raises(
+        ModelError,
+        match=r"lack 2 of the model's \d+ tensors of the base model outside the classification "
+        r"head \(bert\.encoder\.layer\.0\.attention\.self\.query\.bias, ",
+    ):
+        load_classifier(resolve_model(str(base)), id2label={0: "a", 1: "b"})
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"version": "1.0", "model": 3}', b"{not json", b"\xff\xfe\x00binary", b""],
+    ids=["not-a-tokenizer", "bad-json", "binary", "empty"],
+)
+def test_a_malformed_tokenizer_is_one_clear_error(
+    tmp_path: Path, tiny_model: Path, content: bytes
+) -> None:
+    from trustune.models import load_tokenizer
+
+    folder = tmp_path / "broken"
+    shutil.copytree(tiny_model, folder)
+    (folder / "tokenizer.json").write_bytes(content)
+    with pytest.raises(ModelError, match=r"broken/tokenizer\.json is malformed \(.+\); restore"):
+        load_tokenizer(resolve_model(str(folder)))
+
+
+@pytest.mark.parametrize(("name", "limit"), [("tokenizer.json", 64), ("tokenizer_config.json", 4),
+                                             ("vocab.txt", 32)])  # fmt: skip
+def test_oversized_tokenizer_files_are_refused_before_parsing(
+    tmp_path: Path, tiny_model: Path, name: str, limit: int
+) -> None:
+    from trustune.models import load_tokenizer
+
+    folder = tmp_path / "huge"
+    shutil.copytree(tiny_model, folder)
+    with open(folder / name, "ab") as f:
+        f.truncate(limit * 1024 * 1024 + 1)  # sparse: no disk, and nothing parses it
+    with pytest.raises(ModelError, match=rf"{name} is {limit}\.0 MiB, more than the {limit} MiB"):
+        load_tokenizer(resolve_model(str(folder)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -128,11 +129,84 @@ def test_cli_audit_privacy_json(
 
 
 def test_cli_audit_refuses_overlapping_sets(
-    overfit_run: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, overfit_run: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run, members, _ = overfit_run
+    run, members, others = overfit_run
+    mixed = tmp_path / "mixed.csv"  # unseen rows, and three training rows among them
+    rows = others.read_text(encoding="utf-8").splitlines()
+    mixed.write_text(
+        "\n".join(rows + members.read_text(encoding="utf-8").splitlines()[1:4]) + "\n",
+        encoding="utf-8",
+    )
     code = main(
-        ["audit", "privacy", str(run), "--members", str(members), "--non-members", str(members)]
+        ["audit", "privacy", str(run), "--members", str(members), "--non-members", str(mixed)]
     )
     assert code == 2
-    assert "appear in both --members and --non-members" in capsys.readouterr().err
+    assert "3 text(s) appear in both --members and --non-members" in capsys.readouterr().err
+
+
+def test_cli_audit_refuses_swapped_files(
+    overfit_run: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run knows its files: its validation rows are not members, its training rows not
+    non-members."""
+    run, members, others = overfit_run
+    args = ["audit", "privacy", str(run), "--members"]
+    assert main([*args, str(others), "--non-members", str(others)]) == 2
+    assert "is the run's validation file: the model was never trained on" in capsys.readouterr().err
+    assert main([*args, str(members), "--non-members", str(members)]) == 2
+    assert "is the run's training file: the model was trained on every" in capsys.readouterr().err
+
+
+def test_cli_audit_says_which_figures_are_unstable(
+    overfit_run: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """48 non-members cannot pin down a 1% or 0.1% false-positive threshold: the terminal says so."""
+    run, members, others = overfit_run
+    code = main(
+        ["audit", "privacy", str(run), "--members", str(members), "--non-members", str(others),
+         "--neighbours", "2"]
+    )  # fmt: skip
+    assert code == 0
+    captured = capsys.readouterr()
+    out, err = " ".join(captured.out.split()), " ".join(captured.err.split())
+    assert out.count("(unstable)") >= 4  # both TPR columns of both attacks
+    assert "members: 48 rows of" in out and "(the whole file)" in out
+    assert "TPR at 0.1% FPR is unstable: 0.1% of 48 non-members is 0.048 row(s)" in err
+    assert "highest non-member score (so it measures TPR at 0% FPR)" in err
+    assert "needs >= 10,000 non-members" in err and "needs >= 1,000 non-members" in err
+
+
+def test_audit_uses_only_the_rows_the_run_trained_on(
+    tmp_path: Path, tiny_run: Path, demo_files: tuple[Path, Path]
+) -> None:
+    """The run split its training file: members are the rows it trained on (its validation
+    rows are left out, and said so); the same file as non-members gives only the held-out rows."""
+    from trustune.privacy.audit import audit_privacy
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    manifest = json.loads((run / "trustune.json").read_text(encoding="utf-8"))
+    trained, held_out = manifest["data"]["train"]["rows"], manifest["data"]["validation"]["rows"]
+    train_file, test_file = demo_files
+    audit = audit_privacy(
+        run, members=train_file, non_members=test_file, bootstrap=20, neighbour_count=2
+    )
+    assert audit["members"]["used"] == trained and audit["members"]["excluded_rows"] == held_out
+    assert audit["members"]["rows"] == trained + held_out
+    assert audit["non_members"]["used"] == 32 and audit["non_members"]["excluded_rows"] == 0
+    assert any(
+        f"the audit uses the {trained} row(s) it trained on and excluded the {held_out} row(s) "
+        "it held out for validation" in note
+        for note in audit["notes"]
+    )
+    assert set(audit["unstable"]) == {"0.01", "0.001"}
+    report = (run / "report.html").read_text(encoding="utf-8")
+    assert "(unstable)" in report and f"excluded the {held_out} row(s)" in report
+
+    split = audit_privacy(
+        run, members=train_file, non_members=train_file, bootstrap=20, neighbour_count=2,
+        save=False,
+    )  # fmt: skip
+    assert split["members"]["used"] == trained and split["non_members"]["used"] == held_out
+    assert split["non_members"]["part"] == "validation rows of the run's split"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from markupsafe import Markup
 
 import trustune.report
 from trustune.errors import ArtifactError
-from trustune.report import plots, render_report, write_report
+from trustune.report import fonts, plots, render_report, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SHA_TRAIN = "a3f1" * 16
@@ -108,7 +109,12 @@ def make_run(labels: list[str]) -> tuple[dict, dict]:
         "task": "text-classification",
         "created": "2026-11-28T10:00:00+00:00",
         "trustune_version": "0.1.0",
-        "config": {"data": {}, "model": {}, "train": {}},
+        "config": {
+            "data": {"train_file": "data/train.csv", "max_length": 128},
+            "model": {"name": "minilm", "attention": "auto"},
+            "train": {"epochs": 3, "batch_size": 32, "lr": 5e-5, "head_lr": None, "seed": 42},
+            "privacy": {"epsilon": None, "redact_pii": False},
+        },
         "labels": labels,
         "text_column": "text",
         "label_column": "label",
@@ -185,6 +191,7 @@ def test_write_report_is_atomic_and_complete(tmp_path: Path, run: tuple[dict, di
         "Data",
         "Class counts",
         "Training",
+        "Hyperparameters",
         "Validation",
         "Evaluation: holdout",
         "Metrics",
@@ -342,3 +349,88 @@ def test_plot_labels_are_drawn_literally() -> None:
     counts = {"$x$": 3, "_hidden": 2, "a$b": 1}
     uri = plots.class_distribution(counts, ["_hidden"])
     assert uri is not None and uri.startswith("data:image/png;base64,")
+
+
+def test_hyperparameters_are_a_table_with_their_meaning(html: str) -> None:
+    table = html[html.index('<table class="hyperparameters">') :]
+    table = table[: table.index("</table>")]
+    rows = re.findall(r"<tr><td><code>([\w.]+)</code></td><td><code>([^<]*)</code></td>", table)
+    assert ("train.lr", "5e-05") in rows and ("train.epochs", "3") in rows
+    assert ("train.head_lr", "—") in rows and ("data.max_length", "128") in rows
+    assert "peak learning rate of AdamW" in table  # the help of the config field
+    keys = [key for key, _ in rows]
+    assert "data.train_file" not in keys and "model.name" not in keys  # shown elsewhere
+    assert not any(key.startswith("privacy.") for key in keys)  # privacy was off
+
+
+def test_privacy_settings_join_the_table_when_dp_is_on() -> None:
+    manifest, metrics = make_run(["no", "yes"])
+    manifest["config"]["privacy"] = {"epsilon": 3.0, "delta": None, "accountant": "prv"}
+    html = render_report(manifest, metrics)
+    assert "<code>privacy.epsilon</code></td><td><code>3</code>" in html
+    assert "<code>privacy.accountant</code></td><td><code>prv</code>" in html
+
+
+def _glyph_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if "Glyph" in str(w.message)]
+
+
+def test_chinese_labels_draw_without_missing_glyphs() -> None:
+    labels = ["正面", "负面", "中性"]
+    manifest, metrics = make_run(labels)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        html = render_report(manifest, metrics)
+    assert _glyph_warnings(caught) == []
+    for label in labels:
+        assert f"<li>{label}</li>" in html  # HTML text, drawn by the browser's fonts
+        assert f"<tr><td>{label}</td>" in html
+    drawn = fonts.label_fonts(labels)
+    for position, label in enumerate(labels, start=1):
+        if label in drawn.stand_ins:  # no installed font has the glyphs: a key names them
+            assert f"<b>#{position}</b> {label}</span>" in html
+    if not drawn.stand_ins:
+        assert 'class="key"' not in html and len(drawn.families) > 1
+
+
+def test_labels_no_font_covers_are_drawn_as_stand_ins(monkeypatch: pytest.MonkeyPatch) -> None:
+    only_base = tuple(item for item in fonts._installed() if item[0] == fonts.BASE_FAMILY)
+    monkeypatch.setattr(fonts, "_installed", lambda: only_base)  # a machine with no CJK font
+    labels = ["正面", "ok", "负面"]
+    drawn = fonts.label_fonts(labels)
+    assert drawn.families == (fonts.BASE_FAMILY,)
+    assert drawn.stand_ins == {"正面": "#1", "负面": "#3"}
+    assert drawn.text("ok") == "ok" and drawn.text("负面") == "#3"
+    manifest, metrics = make_run(labels)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        html = render_report(manifest, metrics)
+    assert _glyph_warnings(caught) == []
+    key = re.findall(r'<p class="key">(.*?)</p>', html)
+    # under the class chart, and under each result's confusion matrix and curves
+    assert len(key) == 1 + 2 * 2
+    assert "<b>#1</b> 正面" in key[0] and "<b>#3</b> 负面" in key[0] and "ok" not in key[0]
+
+
+def test_a_fallback_font_draws_what_dejavu_sans_lacks() -> None:
+    # the circled letter is not in DejaVu Sans but in STIX, which matplotlib ships
+    labels = ["\N{CIRCLED LATIN CAPITAL LETTER A} grade", "plain"]
+    drawn = fonts.label_fonts(labels)
+    assert drawn.stand_ins == {}
+    assert drawn.families[0] == fonts.BASE_FAMILY and len(drawn.families) == 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        uri = plots.class_distribution({label: 3 for label in labels}, labels, fonts=drawn)
+        plots.roc_curves({"roc": {labels[0]: {"fpr": [0.0, 1.0], "tpr": [0.0, 1.0]}}})
+    assert uri is not None and _glyph_warnings(caught) == []
+
+
+def test_latin_labels_need_no_fallback() -> None:
+    assert fonts.label_fonts(["négatif", "положительный", "Ελληνικά", " "]) == fonts.LabelFonts()
+
+
+def test_a_run_built_in_its_staging_folder_keeps_its_name(tmp_path: Path) -> None:
+    staging = tmp_path / ".support.tmp-4242-x1_y"  # where an --overwrite run is written
+    staging.mkdir()
+    html = write_report(staging, {}, {}).read_text(encoding="utf-8")
+    assert "<h1>support</h1>" in html and ".tmp-" not in html

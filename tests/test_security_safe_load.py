@@ -204,3 +204,32 @@ def test_in_memory_model_equals_the_folder_model(tiny_model: Path) -> None:
     reference = AutoTokenizer.from_pretrained(tiny_model)
     assert tokenizer(texts)["input_ids"] == reference(texts)["input_ids"]
     assert tokenizer.pad_token_id == reference.pad_token_id
+
+
+class SizedFiles(MemoryFiles):
+    """A reader that knows sizes before reading (as an encrypted run does) and logs reads."""
+
+    def __init__(self, files: dict[str, bytes], sizes: dict[str, int]) -> None:
+        super().__init__(files)
+        self.sizes, self.reads = sizes, []
+
+    def size(self, name: str) -> int:
+        return self.sizes.get(name, len(self.files[name]))
+
+    def read(self, name: str) -> bytes:
+        self.reads.append(name)
+        return super().read(name)
+
+
+def test_oversized_tokenizer_in_memory_is_refused_unread(tiny_model: Path) -> None:
+    files = SizedFiles(_folder_files(tiny_model), {"tokenizer.json": 200 * 1024 * 1024})
+    with pytest.raises(ModelError, match=r"memory/tokenizer\.json is 200\.0 MiB, more than the 64"):
+        load_tokenizer_from_files(files)
+    assert "tokenizer.json" not in files.reads  # nothing was decrypted or parsed
+
+
+def test_malformed_tokenizer_in_memory_names_the_file(tiny_model: Path) -> None:
+    files = _folder_files(tiny_model)
+    files["tokenizer.json"] = b'{"version": "1.0", "model": 3}'
+    with pytest.raises(ModelError, match=r"memory/tokenizer\.json is malformed \(.+\); restore it"):
+        load_tokenizer_from_files(MemoryFiles(files))

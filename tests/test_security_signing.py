@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import pickle
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +15,7 @@ import trustune
 from trustune.errors import IntegrityError, MissingKeyError, SecurityError, SignatureError
 from trustune.security import (
     PublicKey,
+    SigningKey,
     canonical_manifest,
     encrypt_run,
     generate_key,
@@ -24,6 +27,7 @@ from trustune.security import (
     verify_run,
     write_signing_key,
 )
+from trustune.security.signing import signature_record
 
 
 @pytest.fixture
@@ -172,3 +176,98 @@ def test_signing_keys_stay_secret_and_files_are_checked(tmp_path: Path) -> None:
     (tmp_path / "junk").write_text("not a key", encoding="utf-8")
     with pytest.raises(SecurityError, match="is not an unencrypted Ed25519 private key"):
         read_signing_key(tmp_path / "junk")
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def _golden_run(tmp_path: Path, name: str) -> tuple[Path, dict[str, Any]]:
+    """A run folder holding a golden manifest and signature record (no other files)."""
+    golden = json.loads((GOLDEN / name).read_text(encoding="utf-8"))
+    run = tmp_path / name.removesuffix(".json")
+    run.mkdir()
+    (run / "trustune.json").write_text(json.dumps(golden["manifest"]), encoding="utf-8")
+    (run / "trustune.sig").write_text(json.dumps(golden["signature"]), encoding="utf-8")
+    (tmp_path / f"{name}.pub").write_text(golden["public_key_pem"], encoding="ascii")
+    return run, golden
+
+
+def _golden_key(golden: dict[str, Any]) -> SigningKey:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    seed = bytes.fromhex(golden["private_key_seed_hex"])
+    return SigningKey(Ed25519PrivateKey.from_private_bytes(seed))
+
+
+def test_golden_signature_v2_is_pinned_and_verifies(tmp_path: Path) -> None:
+    run, golden = _golden_run(tmp_path, "signature_v2.json")
+    key = _golden_key(golden)
+    record = signature_record(golden["manifest"], key, version=3,
+                              signed="2026-02-01T12:00:00+00:00")  # fmt: skip
+    assert record == golden["signature"]  # Ed25519 is deterministic: the bytes are pinned
+    result = verify_run(run, key.public_key(), min_version=3,
+                        signed_after=dt.datetime(2026, 2, 1, tzinfo=dt.UTC))  # fmt: skip
+    assert (result.version, result.signed, result.notice) == (
+        3, dt.datetime(2026, 2, 1, 12, tzinfo=dt.UTC), None
+    )  # fmt: skip
+
+
+def test_golden_signature_v1_still_verifies_with_a_notice(tmp_path: Path) -> None:
+    run, _ = _golden_run(tmp_path, "signature_v1.json")
+    public = read_public_key(tmp_path / "signature_v1.json.pub")
+    result = verify_run(run, public)
+    assert result.version is None and result.signed is None
+    assert result.notice is not None and "signing time and version are not signed" in result.notice
+    with pytest.raises(SignatureError, match="format-1 signature, which signs no version or time"):
+        verify_run(run, public, min_version=1)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("version", 9), ("signed", "2030-01-01T00:00:00+00:00")]
+)
+def test_the_version_and_time_are_signed(tmp_path: Path, field: str, value: Any) -> None:
+    run, golden = _golden_run(tmp_path, "signature_v2.json")
+    record = json.loads((run / "trustune.sig").read_text(encoding="utf-8"))
+    record[field] = value  # a rolled-back copy dressed up as new
+    (run / "trustune.sig").write_text(json.dumps(record), encoding="utf-8")
+    with pytest.raises(SignatureError, match="does not match its manifest"):
+        verify_run(run, _golden_key(golden).public_key())
+
+
+def test_an_older_signed_copy_is_refused(signed_run: tuple[Path, Path], tmp_path: Path) -> None:
+    run, private = signed_run
+    signer, public = read_signing_key(private), _public(private)
+    old_copy = tmp_path / "old-copy"
+    shutil.copytree(run, old_copy)  # version 1
+    assert json.loads((run / "trustune.sig").read_text())["version"] == 1
+    sign_run(run, signer)  # version 2 by default
+    assert verify_run(run, public, min_version=2).version == 2
+    with pytest.raises(SignatureError, match=r"signed as version 1, older than the version 2"):
+        verify_run(old_copy, public, min_version=2)
+    with pytest.raises(SecurityError, match="cannot go back to version 1"):
+        sign_run(run, signer, version=1)
+    sign_run(run, signer, version=7)
+    assert verify_run(run, public).version == 7
+    future = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    with pytest.raises(SignatureError, match=r"was signed at .*, before the .* required"):
+        verify_run(run, public, signed_after=future)
+
+
+def test_verify_command_checks_the_minimum(
+    signed_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trustune.cli.main import main
+
+    run, private = signed_run
+    public = f"{private}.pub"
+    assert main(["verify", str(run), "--public-key", public, "--min-version", "1",
+                 "--signed-after", "2020-01-01"]) == 0  # fmt: skip
+    assert "version 1, signed 20" in capsys.readouterr().out
+    assert main(["verify", str(run), "--public-key", public, "--min-version", "2"]) == 2
+    error = capsys.readouterr().err
+    assert "older than the version 2 required (--min-version)" in error
+    assert error.count("\n") == 1
+    assert main(["verify", str(run), "--public-key", public, "--signed-after", "soon"]) == 2
+    assert "is not an ISO 8601 date" in capsys.readouterr().err
+    assert main(["sign", str(run), "--signing-key", str(private), "--version", "4"]) == 0
+    assert "as version 4" in capsys.readouterr().out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +31,35 @@ def test_no_auth_off_loopback_is_refused(tiny_run: Path, tmp_path: Path) -> None
     )  # fmt: skip
     assert result.returncode == 2
     assert "may only listen on 127.0.0.1" in result.stderr
+
+
+def test_a_port_in_use_is_refused_before_the_model_loads(tiny_run: Path, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*TRUSTUNE, "serve", str(tiny_run), "--port", str(port), "--db",
+             f"sqlite:///{tmp_path / 'serve.db'}"],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # one line, no traceback, no uvicorn log
+    assert f"127.0.0.1:{port} is already in use" in lines[0]
+    assert f"--port {port + 1}" in lines[0]
+    assert "serving on" not in result.stderr + result.stdout
+    assert not (tmp_path / "serve.db").exists()  # refused before anything was opened
+
+
+def test_a_host_of_another_machine_is_refused(tiny_run: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*TRUSTUNE, "serve", str(tiny_run), "--host", "192.0.2.1", "--port", "8000"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "cannot listen on 192.0.2.1:8000: not an address of this machine" in result.stderr
+    assert "--host" in result.stderr and "serving on" not in result.stderr
 
 
 def _wait_ready(url: str, process: subprocess.Popen[str]) -> None:

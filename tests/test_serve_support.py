@@ -88,3 +88,48 @@ class ThreadedServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(30)
+
+
+def wait_until(condition: Any, *, timeout_s: float = 30.0, what: str = "the condition") -> None:
+    """Poll ``condition()`` until it is true; fail after ``timeout_s`` (a bound, not a timing)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout_s} s")
+        time.sleep(0.02)
+
+
+def metric(text: str, name: str) -> float:
+    """The value of the sample ``name`` (with its labels, if any) in a /metrics page."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def raw_upload(
+    port: int, *, path: str, declared: int, sent: bytes, key: str | None
+) -> socket.socket:
+    """A POST whose headers promise ``declared`` body bytes, of which only ``sent`` are sent."""
+    auth = f"Authorization: Bearer {key}\r\n" if key else ""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\n"
+        f"Content-Length: {declared}\r\n\r\n"
+    )
+    connection = socket.create_connection(("127.0.0.1", port), timeout=30)
+    connection.sendall(head.encode() + sent)
+    return connection
+
+
+def read_until_closed(connection: socket.socket, *, limit: int = 1 << 16) -> tuple[bytes, bool]:
+    """What the server sends until it closes the connection (at most ``limit`` bytes, 30 s)."""
+    data = b""
+    connection.settimeout(30)
+    for _ in range(1000):
+        chunk = connection.recv(4096)
+        if not chunk:
+            return data, True
+        data += chunk
+        if len(data) > limit:
+            break
+    return data, False

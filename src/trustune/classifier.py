@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from trustune.artifact import read_manifest, read_metrics
+from trustune.artifact import read_manifest, read_metrics, recover_run
 from trustune.data import LabelMap, read_labeled
 from trustune.errors import ArtifactError, ConfigError, DataError
 from trustune.evaluate import classification_metrics, measure_speed
 from trustune.inference import compute_logits, softmax
 from trustune.models import ResolvedModel, load_classifier, load_tokenizer
+from trustune.models.consistency import check_run_parts
 from trustune.train.batching import encode_texts
 
 if TYPE_CHECKING:
@@ -45,14 +46,19 @@ class TextClassifier:
         self, run_dir: Path, *, model: Any, tokenizer: Any, manifest: dict[str, Any]
     ) -> None:
         self.run_dir = run_dir
+        config = _section(manifest, "config")
+        data = _section(config, "data")
+        self.max_length = check_run_parts(
+            model, tokenizer, labels=manifest.get("labels"), max_length=data.get("max_length"),
+            where=str(run_dir),
+        )  # fmt: skip
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.manifest = manifest
         self.label_map = LabelMap(tuple(manifest["labels"]))
-        self.max_length = int(manifest["config"]["data"]["max_length"])
         self.pad_id = tokenizer.pad_token_id or 0
         # trained with --redact-pii: texts are redacted the same way before prediction
-        self.redact_pii = bool(manifest["config"].get("privacy", {}).get("redact_pii", False))
+        self.redact_pii = bool(_section(config, "privacy").get("redact_pii", False))
 
     def __repr__(self) -> str:
         return f"TextClassifier(run={str(self.run_dir)!r}, labels={list(self.labels)!r})"
@@ -149,6 +155,12 @@ class TextClassifier:
         return measure_speed(lambda t, b: self.predict_proba(t, batch_size=b), texts)
 
 
+def _section(parent: dict[str, Any], name: str) -> dict[str, Any]:
+    """A sub-dict of the manifest, or an empty one when it is missing or not a dict."""
+    value = parent.get(name)
+    return value if isinstance(value, dict) else {}
+
+
 def _check_texts(texts: Sequence[str]) -> list[str]:
     out = list(texts)
     bad = [i for i, t in enumerate(out) if not isinstance(t, str) or not t.strip()]
@@ -167,8 +179,10 @@ def load(
     An encrypted run is decrypted in memory with ``key`` (a key-file path, a ``SecretKey`` or a
     ``Passphrase``; default: ``TRUSTUNE_KEY_FILE``, ``TRUSTUNE_KEY`` or ``TRUSTUNE_PASSPHRASE``).
     With ``public_key`` (a path or ``PublicKey``) the run must carry a valid signature.
+    What an interrupted encrypt or decrypt left behind is repaired first (a logged warning).
     """
     run_dir = Path(run)
+    recover_run(run_dir)
     manifest = read_manifest(run_dir)
     if public_key is not None or "encryption" in manifest:
         from trustune.security.loading import open_protected_run

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,10 @@ from typing import Any
 import yaml
 
 from trustune.errors import ConfigError, PrivacyError
+from trustune.messages import shortened, shown
 
 __all__ = [
+    "DEFAULT_MAX_CHARS",
     "Accountant",
     "Attention",
     "Clipping",
@@ -46,7 +49,7 @@ class _ListableEnum(enum.StrEnum):
             return cls(str(value).lower())
         except ValueError:
             raise ConfigError(
-                f"{key}: {value!r} is not allowed. Choose between {cls.list()}"
+                f"{key}: {shown(value)} is not allowed. Choose between {cls.list()}"
             ) from None
 
 
@@ -106,12 +109,28 @@ def _flag(help: str, *, flag: str | None = None, **extra: Any) -> Any:
     return {"help": help, "flag": flag, **extra}
 
 
+DEFAULT_MAX_CHARS = 100_000
+_MAX_CHARS_CEILING = 1_000_000  # 4 MB of UTF-8 at most: below the readers' 16 MiB line limit
+
+
 def _check_positive(key: str, value: float, *, allow_zero: bool = False) -> None:
+    """A finite number > 0 (or >= 0): nan and inf are refused, naming the key."""
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise ConfigError(f"{key}: {value!r} is not a number")
+        raise ConfigError(f"{key}: {shown(value)} is not a number")
+    bound = ">= 0" if allow_zero else "> 0"
+    if math.isinf(value):
+        raise ConfigError(f"{key}: {value!r} is not allowed, it must be a finite number {bound}")
     if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{key}: {value!r} is not allowed, it must be {bound}")
+        raise ConfigError(f"{key}: {shown(value)} is not allowed, it must be {bound}")
+
+
+def _check_fraction(key: str, value: float, *, low_open: bool) -> None:
+    """A number in (0, 1) or [0, 1); nan and inf are refused, naming the key."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ConfigError(f"{key}: {shown(value)} is not a number")
+    if not (0 < value < 1 or (value == 0 and not low_open)):
+        bounds = "between 0 and 1 (exclusive)" if low_open else "in [0, 1)"
+        raise ConfigError(f"{key}: {shown(value)} is not allowed, it must be {bounds}")
 
 
 @dataclass
@@ -139,17 +158,26 @@ class DataConfig:
     max_length: int = field(
         default=128, metadata=_flag("longest input in tokens; longer texts are truncated")
     )
+    max_chars: int = field(
+        default=DEFAULT_MAX_CHARS,
+        metadata=_flag(
+            "longest text in characters; longer texts are cut when read (far above any token "
+            "limit; bounds the memory one row can take)"
+        ),
+    )
     skip_bad_rows: bool = field(
         default=False, metadata=_flag("drop rows with empty text or label instead of failing")
     )
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ConfigError(
-                f"data.validation_fraction: {self.validation_fraction!r} is not allowed, "
-                "it must be between 0 and 1 (exclusive)"
-            )
+        _check_fraction("data.validation_fraction", self.validation_fraction, low_open=True)
         _check_positive("data.max_length", self.max_length)
+        _check_positive("data.max_chars", self.max_chars)
+        if self.max_chars > _MAX_CHARS_CEILING:
+            raise ConfigError(
+                f"data.max_chars: {shown(self.max_chars)} is not allowed, it must be at most "
+                f"{_MAX_CHARS_CEILING:,}"
+            )
 
 
 @dataclass
@@ -243,8 +271,7 @@ class TrainConfig:
             _check_positive(f"train.{key}", getattr(self, key), allow_zero=True)
         if self.head_lr is not None:
             _check_positive("train.head_lr", self.head_lr)
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ConfigError(f"train.warmup_ratio: {self.warmup_ratio!r} must be in [0, 1)")
+        _check_fraction("train.warmup_ratio", self.warmup_ratio, low_open=False)
 
 
 @dataclass
@@ -313,7 +340,7 @@ class PrivacyConfig:
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value)
             ):
-                raise PrivacyError(f"privacy.{key}: {value!r} is not a number")
+                raise PrivacyError(f"privacy.{key}: {shown(value)} is not a number")
         if self.epsilon is not None and not 0 < self.epsilon < math.inf:
             raise PrivacyError(
                 f"privacy.epsilon: {self.epsilon!r} gives no guarantee; --dp-epsilon must be > 0 "
@@ -362,23 +389,24 @@ class RunConfig:
             section_type = _SECTIONS.get(name)
             if section_type is None:
                 raise ConfigError(
-                    f"{source}: unknown section {name!r}. Choose between {_section_names()}"
+                    f"{source}: unknown section {shown(name)}. Choose between {_section_names()}"
                 )
             if value is None:
                 value = {}
             if not isinstance(value, dict):
-                raise ConfigError(f"{source}: section {name!r} must be a mapping of keys")
+                raise ConfigError(f"{source}: section {shown(name)} must be a mapping of keys")
             known = {f.name: f for f in dataclasses.fields(section_type)}
             for key, item in value.items():
                 if key not in known:
                     raise ConfigError(
-                        f"{source}: unknown key {name}.{key}. Allowed keys: {sorted(known)}"
+                        f"{source}: unknown key {name}.{shortened(str(key))}. "
+                        f"Allowed keys: {sorted(known)}"
                     )
                 _check_type(f"{name}.{key}", item, known[key])
             try:
                 sections[name] = section_type(**value)
             except TypeError as e:
-                raise ConfigError(f"{source}: section {name!r}: {e}") from None
+                raise ConfigError(f"{source}: section {shown(name)}: {shortened(str(e))}") from None
         return cls(**sections)
 
     def with_overrides(self, overrides: dict[str, dict[str, Any]]) -> RunConfig:
@@ -414,10 +442,62 @@ def _check_type(key: str, value: Any, spec: dataclasses.Field[Any]) -> None:
     expected: type | tuple[type, ...] = type(default)
     if expected is float:
         expected = (int, float)
-    if isinstance(value, bool) and expected is not bool:
-        raise ConfigError(f"{key}: {value!r} is not a {type(default).__name__}")
-    if not isinstance(value, expected):
-        raise ConfigError(f"{key}: {value!r} is not a {type(default).__name__}")
+    if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
+        raise ConfigError(f"{key}: {shown(value)} is not a {type(default).__name__}")
+
+
+_MAX_CONFIG_BYTES = 1 << 20  # a run configuration is a few dozen lines
+_MAX_CONFIG_DEPTH = 8  # sections of scalars; deeper structures are never valid
+_MAX_NUMBER_CHARS = 100  # a 5,000-digit integer is refused before int() sees it
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """SafeLoader without aliases (no alias bombs), with bounded nesting and integer size."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in a trustune config file; write the "
+                "value out", self.peek_event().start_mark,
+            )  # fmt: skip
+        self._depth += 1
+        try:
+            if self._depth > _MAX_CONFIG_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {_MAX_CONFIG_DEPTH} levels",
+                    self.peek_event().start_mark,
+                )  # fmt: skip
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> Any:
+        if len(str(node.value)) > _MAX_NUMBER_CHARS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"an integer of {len(str(node.value))} characters is too large",
+                node.start_mark,
+            )  # fmt: skip
+        return super().construct_yaml_int(node)
+
+
+_ConfigLoader.add_constructor("tag:yaml.org,2002:int", _ConfigLoader.construct_yaml_int)
+# YAML 1.1 (PyYAML) reads `1e-4` and `5e5` as strings: it wants a dot in the mantissa and a sign
+# in the exponent. YAML 1.2 and every other reader take them as floats, and so do we.
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """One line from a YAML error: its problem and line, without the echoed source lines."""
+    mark = getattr(e, "problem_mark", None)
+    where = f" (line {mark.line + 1})" if mark is not None else ""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"{where} is not valid YAML: {shortened(' '.join(str(problem).split()), limit=200)}"
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -425,10 +505,16 @@ def load_config(path: str | Path) -> RunConfig:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist")
+    size = p.stat().st_size
+    if size > _MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config file {p} has {size:,} bytes; a run configuration is a few lines (at most "
+            f"{_MAX_CONFIG_BYTES:,} bytes)"
+        )
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        raw = yaml.load(p.read_text(encoding="utf-8-sig"), Loader=_ConfigLoader) or {}
     except yaml.YAMLError as e:
-        line = getattr(getattr(e, "problem_mark", None), "line", None)
-        where = f" (line {line + 1})" if line is not None else ""
-        raise ConfigError(f"config file {p}{where} is not valid YAML: {e}") from None
+        raise ConfigError(f"config file {p}{_yaml_problem(e)}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte {e.start})") from None
     return RunConfig.from_dict(raw, source=str(p))

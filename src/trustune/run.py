@@ -1,4 +1,9 @@
-"""Writing a finished run: model folder, manifest, metrics and report, each atomically."""
+"""Writing a finished run: model folder, manifest, metrics and report, each atomically.
+
+A run that replaces an existing one (``--overwrite``) is written whole into its staging folder
+and swapped in at the end: until then the old run is untouched, and any failure removes the
+staging folder.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +17,17 @@ from trustune.artifact import (
     METRICS,
     atomic_dir,
     atomic_write_json,
+    discard_staging,
     environment,
     hash_files,
+    io_error,
     read_manifest,
     read_metrics,
+    swap_in,
     utc_now,
 )
 from trustune.classifier import TextClassifier
+from trustune.errors import ArtifactError
 from trustune.evaluate import classification_metrics
 from trustune.inference import compute_logits, softmax
 from trustune.train.batching import encode_texts
@@ -30,8 +39,10 @@ __all__ = ["record_evaluation", "save_records", "write_trained_run"]
 def save_records(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, Any]) -> None:
     """Write metrics, manifest (with file hashes) and the report; the manifest goes last."""
     from trustune.report import write_report
+    from trustune.report.model_card import write_model_card
     from trustune.report.sections import run_sections
 
+    write_model_card(run_dir, manifest, metrics)  # model/README.md, hashed with the model files
     manifest["files"] = hash_files(run_dir)
     atomic_write_json(run_dir / METRICS, metrics)
     sections = run_sections(run_dir)
@@ -54,7 +65,33 @@ def write_trained_run(
     run_dir: Path, trained: TrainedModel, *, measure_latency: bool = True
 ) -> TextClassifier:
     """Save the best model and every record of the run; returns the loaded classifier."""
-    with atomic_dir(run_dir / "model") as tmp:
+    staging = trained.staging
+    try:
+        classifier = _write_run(staging or run_dir, run_dir, trained, measure_latency)
+        if staging is not None:
+            swap_in(staging, run_dir)
+    except BaseException as e:
+        if staging is not None and staging.exists() and run_dir.exists():
+            discard_staging(staging)
+        cause = io_error(e)
+        if cause is None:
+            raise
+        kept = (
+            f"the previous run in {run_dir} is intact"
+            if staging is not None
+            else "free some space and write it again with --resume"
+        )
+        raise ArtifactError(
+            f"could not write the run {run_dir}: {cause.strerror or cause}; {kept}"
+        ) from None
+    return classifier
+
+
+def _write_run(
+    work: Path, run_dir: Path, trained: TrainedModel, measure_latency: bool
+) -> TextClassifier:
+    """Write the run into ``work`` (``run_dir`` itself, or the staging folder replacing it)."""
+    with atomic_dir(work / "model") as tmp:
         trained.model.save_pretrained(tmp, safe_serialization=True)
         trained.tokenizer.save_pretrained(tmp)
     state = trained.state
@@ -122,9 +159,9 @@ def write_trained_run(
     metrics = {"validation": validation, "evaluations": {}}
     from trustune.report.sections import forget_run_sections
 
-    forget_run_sections(run_dir)  # explanations etc. of an overwritten model no longer hold
-    (run_dir / "privacy_audit.json").unlink(missing_ok=True)  # so does a membership audit
-    save_records(run_dir, manifest, metrics)
+    forget_run_sections(work)  # explanations etc. of an overwritten model no longer hold
+    (work / "privacy_audit.json").unlink(missing_ok=True)  # so does a membership audit
+    save_records(work, manifest, metrics)
     return classifier
 
 

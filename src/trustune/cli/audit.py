@@ -12,9 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
+
 from trustune.cli.audit_log import add_log_parser, add_prune_parser
 from trustune.cli.common import add_run_argument
-from trustune.cli.render import out_console
+from trustune.cli.render import err_console, out_console
 
 __all__ = ["add_parser"]
 
@@ -30,13 +32,16 @@ def _add_privacy(sub: Any) -> None:
     )
     add_run_argument(p)
     p.add_argument(
-        "--members", required=True, metavar="FILE", help="labeled rows that were in training"
-    )
+        "--members", required=True, metavar="FILE",
+        help="labeled rows that were in training (the run's own training file: only the rows "
+        "its split trained on are used)",
+    )  # fmt: skip
     p.add_argument(
         "--non-members",
         required=True,
         metavar="FILE",
-        help="labeled rows of the same kind that training never saw",
+        help="labeled rows of the same kind that training never saw (the run's own training "
+        "file: only the rows its split held out)",
     )
     p.add_argument(
         "--reference",
@@ -70,6 +75,8 @@ def _run_privacy(args: argparse.Namespace) -> int:
     if args.json:
         out_console.print_json(json.dumps(result))
         return 0
+    unstable = result.get("unstable", {})
+    mark = {fpr: " (unstable)" if fpr in unstable else "" for fpr in ("0.01", "0.001")}
     table = Table(title="membership-inference audit (95% bootstrap CI)")
     for column in ("attack", "ROC-AUC", "TPR @ 1% FPR", "TPR @ 0.1% FPR"):
         table.add_column(column)
@@ -78,10 +85,17 @@ def _run_privacy(args: argparse.Namespace) -> int:
         table.add_row(
             attack["name"],
             f"{attack['auc']:.3f} [{lo:.3f}, {hi:.3f}]",
-            f"{attack['tpr_at_1pct_fpr']:.3f}",
-            f"{attack['tpr_at_0.1pct_fpr']:.3f}",
+            f"{attack['tpr_at_1pct_fpr']:.3f}{mark['0.01']}",
+            f"{attack['tpr_at_0.1pct_fpr']:.3f}{mark['0.001']}",
         )
+    members, others = result["members"], result["non_members"]
+    out_console.print(
+        f"members: {members['used']} rows of {members['path']} ({members['part']}); "
+        f"non-members: {others['used']} rows of {others['path']} ({others['part']})"
+    )
     out_console.print(table)
+    for note in result.get("notes", []):
+        err_console.print(Text(f"warning: {note}", style="yellow"))
     out_console.print(result["reading"])
     out_console.print(f"saved into {Path(args.run) / 'privacy_audit.json'} and the report")
     return 0

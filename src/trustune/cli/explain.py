@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
-from trustune.cli.common import add_run_argument
+from trustune.cli.common import add_run_argument, cut_notice, cut_texts, run_max_chars
 from trustune.cli.key_options import add_key_arguments, key_from_args
-from trustune.cli.render import BarProgress, out_console
+from trustune.cli.render import BarProgress, err_console, out_console
 from trustune.errors import ConfigError
 
 __all__ = ["add_parser"]
@@ -142,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         get_explainer(args.method)  # an unknown name fails before the model loads
     classifier = trustune.load(args.run, key=key_from_args(args, required=False))
     model = ExplainableModel.from_classifier(classifier)
+    args.max_chars = run_max_chars(classifier)
     options = ExplainOptions(
         n_steps=args.steps, n_samples=args.samples, texts_per_batch=args.batch_size,
         seed=args.seed, precision=args.precision,
@@ -158,9 +161,11 @@ def _explain_texts(model: Any, args: argparse.Namespace, options: Any) -> None:
     from trustune.explain.render import render_page, terminal_text
 
     method = args.method or DEFAULT_METHOD
-    explanations = explain_texts(
-        model, args.text, method=method, target=args.target, options=options
-    )
+    texts, cut = cut_texts(args.text, args.max_chars)
+    if cut:
+        err_console.print(cut_notice(cut, args.max_chars))
+    explanations = explain_texts(model, texts, method=method, target=args.target, options=options)
+    _warn_completeness(explanations, args.steps)
     if args.format == "json":
         _emit(args, json.dumps([e.to_dict() for e in explanations], indent=2, ensure_ascii=False))
     elif args.format == "html":
@@ -170,7 +175,7 @@ def _explain_texts(model: Any, args: argparse.Namespace, options: Any) -> None:
     else:
         for e in explanations:
             out_console.print(terminal_text(e), soft_wrap=True)
-            out_console.print(f"[dim]{_meta(e, model.max_length)}[/dim]", markup=True)
+            out_console.print(Text(_meta(e, model.max_length), style="dim"))
 
 
 def _meta(e: Any, max_length: int) -> str:
@@ -180,7 +185,8 @@ def _meta(e: Any, max_length: int) -> str:
         parts.append(f"explaining {e.target} ({p[str(e.target)]:.3f})")
     parts.append(e.method)
     if e.delta is not None:
-        parts.append(f"completeness error {e.delta:+.2g}")
+        too_large = " (too large: see the warning)" if e.completeness_warning else ""
+        parts.append(f"completeness error {e.delta:+.2g}{too_large}")
     parts.append("top: " + ", ".join(f"{w} {s:+.3g}" for w, s in e.top_words(3)))
     line = " · ".join(parts)
     if e.truncated:
@@ -189,6 +195,26 @@ def _meta(e: Any, max_length: int) -> str:
             f"the last {e.dropped_words} word(s) were not seen and not explained"
         )
     return line
+
+
+def _warn_completeness(explanations: list[Any], steps: int) -> None:
+    """One warning line when integrated gradients' scores of some texts do not add up."""
+    from trustune.explain.explanation import COMPLETENESS_ATOL, COMPLETENESS_RTOL
+
+    flagged = [e for e in explanations if e.completeness_warning]
+    if not flagged:
+        return
+    worst = max(flagged, key=lambda e: abs(e.delta) if math.isfinite(e.delta) else math.inf)
+    err_console.print(
+        Text(
+            f"warning: the {worst.method} scores of {len(flagged)} of {len(explanations)} "
+            f"text(s) do not add up to the probability change they explain (largest completeness "
+            f"error {worst.delta:+.3g} for a change of {worst.explained_change:+.3f}; tolerated: "
+            f"{COMPLETENESS_RTOL:.0%} of the change + {COMPLETENESS_ATOL:g}), so their word scores "
+            f"are approximate. Rerun with --steps {steps * 4}",
+            style="yellow",
+        )
+    )
 
 
 def _plain(e: Any, max_length: int) -> str:
@@ -216,9 +242,9 @@ def _read_data(model: Any, args: argparse.Namespace) -> tuple[list[str], list[An
     try:
         labeled, _ = read_labeled(
             args.data, text_column=args.text_column, label_column=args.label_column,
-            skip_bad_rows=args.skip_bad_rows,
+            skip_bad_rows=args.skip_bad_rows, max_chars=args.max_chars,
         )  # fmt: skip
-        texts = labeled.texts
+        texts, cut = labeled.texts, int(labeled.info["chars_cut"])
         label_map = LabelMap(model.labels)
         # A detected column is taken as true labels only when the model knows all its values.
         try:
@@ -229,9 +255,13 @@ def _read_data(model: Any, args: argparse.Namespace) -> tuple[list[str], list[An
     except ColumnError:
         if args.label_column:
             raise
-        texts, _ = load_texts(
-            args.data, text_column=args.text_column, skip_bad_rows=args.skip_bad_rows
-        )
+        texts, frame = load_texts(
+            args.data, text_column=args.text_column, skip_bad_rows=args.skip_bad_rows,
+            max_chars=args.max_chars,
+        )  # fmt: skip
+        cut = int(frame.attrs["chars_cut"])
+    if cut:
+        err_console.print(cut_notice(cut, args.max_chars))
     if args.max_rows:
         texts = texts[: args.max_rows]
         truths = truths[: args.max_rows] if truths is not None else None
@@ -254,6 +284,7 @@ def _explain_data(model: Any, args: argparse.Namespace, options: Any) -> None:
         explanations = explain_texts(
             model, texts, method=method, target=args.target, options=options, progress=progress
         )
+        _warn_completeness(explanations, args.steps)
         truncated = sum(e.truncated for e in explanations)
         if truncated:
             out_console.print(
@@ -306,8 +337,8 @@ def _write_batch(
     atomic_write_text(
         page,
         render_page(
-            explanations, title=f"Explanations ({method})", importance=importance,
-            faithfulness=faithfulness,
+            explanations, title=f"Explanations ({method})", true_labels=truths,
+            importance=importance, faithfulness=faithfulness,
         ),
     )  # fmt: skip
     out_console.print(f"wrote {len(explanations)} explanations to {output} and {page}")

@@ -108,7 +108,7 @@ def key_from_args(
     if args.key_file and args.passphrase:
         raise ConfigError("give --key-file or --passphrase, not both")
     if args.key_file:
-        return read_key_file(args.key_file)
+        return read_key_file(args.key_file, what="the --key-file value")
     if args.passphrase:
         return _ask(ENV_PASSPHRASE, what="passphrase", confirm=confirm)
     key = key_from_env()
@@ -131,7 +131,7 @@ def new_key_from_args(args: argparse.Namespace) -> KeySource:
     if bool(args.new_key_file) == bool(args.new_passphrase):
         raise ConfigError("give the new key with --new-key-file KEY or --new-passphrase (one)")
     if args.new_key_file:
-        return read_key_file(args.new_key_file)
+        return read_key_file(args.new_key_file, what="the --new-key-file value")
     return _ask(ENV_NEW_PASSPHRASE, what="new passphrase", confirm=True)
 
 

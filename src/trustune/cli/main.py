@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Sequence
+
+from rich.text import Text
 
 from trustune import __version__
 from trustune.cli import (
@@ -27,6 +30,7 @@ from trustune.cli import (
     verify,
 )
 from trustune.errors import TrustuneError
+from trustune.messages import shortened
 
 __all__ = ["build_parser", "main"]
 
@@ -79,26 +83,66 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
         return code
-    except TrustuneError as e:
-        if args.debug:
-            raise
-        err_console.print(
-            f"[bold red]error:[/bold red] {e}", markup=True, highlight=False, soft_wrap=True
-        )
-        return e.exit_code
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
     except Exception as e:
         if args.debug:
             raise
+        if isinstance(e, TrustuneError):
+            message, code = str(e), e.exit_code
+        else:
+            message, code = _last_resort(e, args)
+        label = "error:" if code != 1 else "internal error:"
         err_console.print(
-            f"[bold red]internal error:[/bold red] {type(e).__name__}: {e} (rerun with --debug for the traceback)",
-            markup=True,
-            highlight=False,
+            Text.assemble((label, "bold red"), " ", shortened(message, limit=_MESSAGE_LIMIT)),
             soft_wrap=True,
         )
-        return 1
+        return code
+
+
+_MESSAGE_LIMIT = 2000
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_NO_SPACE_TEXT = ("no space left on device", "disk quota exceeded", "storagefull")
+
+
+def _no_space(e: BaseException) -> OSError | BaseException | None:
+    """The error in ``e``'s chain that says the disk is full (libraries wrap OSError)."""
+    seen: BaseException | None = e
+    for _ in range(8):  # a bounded walk: chains can loop
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and seen.errno in _NO_SPACE:
+            return seen
+        if any(marker in str(seen).lower() for marker in _NO_SPACE_TEXT):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _last_resort(e: Exception, args: argparse.Namespace) -> tuple[str, int]:
+    """A named one-line message for failures that are not trustune's own errors."""
+    full = _no_space(e)
+    if full is not None:
+        filename = getattr(full, "filename", None)
+        where = filename or getattr(args, "output", None) or "the output"
+        return (
+            f"no space left on device writing {where}; free space or choose another --output",
+            2,
+        )
+    if isinstance(e, RecursionError):
+        return (
+            "the input is nested too deeply to process (RecursionError); flatten it or check "
+            "that it is the file you meant",
+            2,
+        )
+    if isinstance(e, MemoryError):
+        return (
+            "out of memory (MemoryError); use a smaller input or --batch-size, or a machine with "
+            "more memory",
+            2,
+        )
+    return f"{type(e).__name__}: {e} (rerun with --debug for the traceback)", 1
 
 
 if __name__ == "__main__":

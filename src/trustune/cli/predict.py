@@ -14,14 +14,20 @@ from typing import Any, TextIO
 
 from rich.table import Table
 
-from trustune.cli.common import add_run_argument
+from trustune.cli.common import (
+    add_run_argument,
+    check_output_path,
+    cut_notice,
+    cut_texts,
+    run_max_chars,
+)
 from trustune.cli.key_options import (
     add_key_arguments,
     add_public_key_argument,
     key_from_args,
     public_key_from_args,
 )
-from trustune.cli.render import BarProgress, out_console
+from trustune.cli.render import BarProgress, err_console, out_console
 from trustune.errors import ConfigError
 
 __all__ = ["add_parser"]
@@ -86,27 +92,28 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--output {args.output}: unknown format; use one of {sorted(_OUTPUT_FORMATS)}"
             )
+        _check_paths(Path(args.input), Path(args.output))
     import trustune
 
     model = trustune.load(
         args.run, key=key_from_args(args, required=False), public_key=public_key_from_args(args)
     )
     if args.text:
-        predictions = model.predict(args.text, batch_size=args.batch_size)
+        texts, cut = cut_texts(args.text, max_chars := run_max_chars(model))
+        if cut:
+            err_console.print(cut_notice(cut, max_chars))
+        predictions = model.predict(texts, batch_size=args.batch_size)
         if args.json:
             out_console.print_json(
                 json.dumps(
-                    [
-                        {"text": t, **p.to_dict()}
-                        for t, p in zip(args.text, predictions, strict=True)
-                    ]
+                    [{"text": t, **p.to_dict()} for t, p in zip(texts, predictions, strict=True)]
                 )
             )
             return 0
         table = Table(show_header=True)
         for column in ("text", "label", "score", "probabilities"):
             table.add_column(column)
-        for text, p in zip(args.text, predictions, strict=True):
+        for text, p in zip(texts, predictions, strict=True):
             probs = ", ".join(f"{k} {v:.3f}" for k, v in p.probabilities.items())
             table.add_row(
                 text if len(text) <= 60 else text[:57] + "...",
@@ -121,12 +128,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_paths(source: Path, output: Path) -> None:
+    """Before the model loads: the output is not the input, and it can be written."""
+    same = source.resolve() == output.resolve()
+    if not same and source.exists() and output.exists():
+        same = os.path.samefile(source, output)
+    if same:
+        raise ConfigError(
+            f"--output {output} is the --input file; write the predictions to another file"
+        )
+    check_output_path(output, flag="--output", folder=False)
+
+
 def _predict_file(model: Any, args: argparse.Namespace, fmt: str) -> None:
     from trustune.data import load_texts
 
+    max_chars = run_max_chars(model)
     texts, frame = load_texts(
-        args.input, text_column=args.text_column, skip_bad_rows=args.skip_bad_rows
-    )
+        args.input, text_column=args.text_column, skip_bad_rows=args.skip_bad_rows,
+        max_chars=max_chars,
+    )  # fmt: skip
+    if frame.attrs.get("chars_cut"):
+        err_console.print(cut_notice(frame.attrs["chars_cut"], max_chars))
     progress = BarProgress(enabled=not args.quiet)
     progress.start("predict", total=len(texts))
     output = Path(args.output)

@@ -1,4 +1,8 @@
-"""Terminal rendering: the progress bar and tables (the library itself never prints)."""
+"""Terminal rendering: the progress bar and tables (the library itself never prints).
+
+Both consoles read no markup and no emoji codes: texts, labels, paths and messages come from
+users, so ``[/]`` or ``:smile:`` print as typed. Style goes in ``Text`` objects, never markup.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +21,14 @@ from rich.progress import (
     Progress as RichProgress,
 )
 from rich.table import Table
+from rich.text import Text
 
 from trustune.progress import Progress
 
 __all__ = ["BarProgress", "err_console", "metrics_table", "out_console"]
 
-out_console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False, markup=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, markup=False, emoji=False)
 
 _TASK_NAMES = {"train": "training", "predict": "predicting"}
 
@@ -42,8 +47,9 @@ class BarProgress(Progress):
             return
         if self._bar is None:
             self._bar = RichProgress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[figures]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                MofNCompleteColumn(), TextColumn("{task.fields[figures]}", markup=False),
+                TimeElapsedColumn(), TextColumn("ETA", markup=False),
                 TimeRemainingColumn(), console=self.console, transient=False,
             )  # fmt: skip
             self._bar.start()
@@ -68,9 +74,7 @@ class BarProgress(Progress):
     def message(self, text: str) -> None:
         if not self.enabled:
             return
-        (self._bar.console if self._bar else self.console).print(
-            f"[dim]{text}[/dim]", markup=True, highlight=False
-        )
+        (self._bar.console if self._bar else self.console).print(Text(text, style="dim"))
 
     def end(self, task: str) -> None:
         if self._bar is not None and task in self._tasks:

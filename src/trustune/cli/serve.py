@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 from typing import Any
 
 from trustune.cli.common import add_run_argument
@@ -100,8 +102,44 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     )  # fmt: skip
 
 
+def check_address_free(host: str, port: int) -> None:
+    """Bind the address as uvicorn will, then let it go: a taken port fails before the model loads."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        raise ConfigError(
+            f"--host {host} is not an address or name this machine can listen on; pass one such "
+            "as 127.0.0.1 with --host"
+        ) from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # as asyncio does: the IPv4 address is bound apart
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as e:
+                raise ConfigError(_bind_problem(where, port, e)) from None
+
+
+def _bind_problem(where: str, port: int, error: OSError) -> str:
+    """The one-line message for an address that cannot be listened on, with the fix."""
+    if error.errno == errno.EADDRINUSE:
+        return (
+            f"{where} is already in use by another program; stop that program or serve on "
+            f"another port with --port (e.g. --port {port + 1 if port < 65535 else 8000})"
+        )
+    if error.errno == errno.EACCES:
+        return f"no permission to listen on {where}; choose a port from 1024 up with --port"
+    if error.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {where}: not an address of this machine; pass one with --host"
+    return f"cannot listen on {where}: {error.strerror}; change --host or --port"
+
+
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)  # refuses --no-auth off loopback before loading anything
+    check_address_free(settings.host, settings.port)  # before the model takes seconds to load
     try:
         from trustune.serve import serve
         from trustune.serve.server import serve_workers

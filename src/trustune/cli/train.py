@@ -8,8 +8,9 @@ import enum
 from pathlib import Path
 from typing import Any
 
+from trustune.cli.common import check_output_path, cut_notice
 from trustune.cli.render import BarProgress, err_console, metrics_table, out_console
-from trustune.config import RunConfig, load_config
+from trustune.config import DEFAULT_MAX_CHARS, RunConfig, load_config
 from trustune.errors import ConfigError
 
 __all__ = ["add_parser", "config_flags"]
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         base = load_config(args.config) if args.config else RunConfig()
         config = base.with_overrides(overrides)
     output = Path(args.output)
+    check_output_path(output, flag="--output", folder=True)  # before hours of training
     progress = BarProgress(enabled=not args.quiet)
     trained = train_model(
         config, output, resume=args.resume, overwrite=args.overwrite, progress=progress
@@ -107,6 +109,11 @@ def run(args: argparse.Namespace) -> int:
     progress.message("writing the run folder and report")
     classifier = write_trained_run(output, trained, measure_latency=not args.no_speed)
     training = classifier.manifest["training"]
+    data = classifier.manifest.get("data") or {}
+    cut = sum(int((data.get(part) or {}).get("chars_cut") or 0) for part in ("train", "validation"))
+    if cut:
+        max_chars = classifier.manifest["config"]["data"].get("max_chars", DEFAULT_MAX_CHARS)
+        err_console.print(cut_notice(cut, max_chars))
     from trustune.artifact import read_metrics
 
     for table in metrics_table(
@@ -118,5 +125,11 @@ def run(args: argparse.Namespace) -> int:
         f"({training['train_samples_per_s']:.0f} samples/s, {training['precision']}); "
         f"best step {training['best_step']}{' (stopped early)' if training['stopped_early'] else ''}"
     )
+    privacy = classifier.manifest.get("privacy") or {}
+    if privacy.get("dp"):
+        err_console.print(
+            f"privacy spent: ε = {privacy['epsilon']:.2f} (target {privacy['target_epsilon']:g}), "
+            f"δ = {privacy['delta']:.2g}, {privacy['accountant']} accountant"
+        )
     out_console.print(f"run written to {output}/  report: {output / 'report.html'}")
     return 0

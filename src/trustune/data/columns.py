@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from trustune.errors import ColumnError
+from trustune.messages import shown, shown_names
 
 __all__ = ["Columns", "detect_columns"]
 
@@ -27,7 +28,7 @@ def _pick(frame: pd.DataFrame, wanted: str | None, names: tuple[str, ...], role:
     if wanted is not None:
         if wanted not in columns:
             raise ColumnError(
-                f"no {role} column {wanted!r}; the columns are {columns}. "
+                f"no {role} column {shown(wanted)}; the columns are {shown_names(columns)}. "
                 f"Pass --{role}-column with one of them"
             )
         return wanted
@@ -62,8 +63,10 @@ def detect_columns(
         )
         raise ColumnError(
             f"cannot tell which column holds the {'text' if text is None else 'label'}; "
-            f"the columns are {columns}. Pass {missing}"
+            f"the columns are {shown_names(columns)}. Pass {missing}"
         )
     if text == label:
-        raise ColumnError(f"the text and label columns are both {text!r}; pick two different ones")
+        raise ColumnError(
+            f"the text and label columns are both {shown(text)}; pick two different ones"
+        )
     return Columns(text=text, label=label)

@@ -1,4 +1,9 @@
-"""Loading labeled data: read, pick columns, check rows, encode labels, split, fingerprint."""
+"""Loading labeled data: read, pick columns, check rows, encode labels, split, fingerprint.
+
+Texts longer than ``max_chars`` (``data.max_chars``, default 100,000) are cut when read; how
+many were cut is ``info["chars_cut"]`` (the manifest records it beside ``truncated``) and,
+for texts to predict, ``frame.attrs["chars_cut"]``.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trustune.config import DEFAULT_MAX_CHARS
 from trustune.data.columns import TEXT_NAMES, Columns, detect_columns
 from trustune.data.labels import LabelMap
-from trustune.data.readers import read_table
+from trustune.data.readers import CUT_ROWS, read_table
 from trustune.errors import ColumnError, DataError
+from trustune.messages import shown, shown_names
 
 __all__ = [
     "LabeledData",
@@ -33,6 +40,7 @@ class LabeledData:
     raw_labels: list[Any]
     info: dict[str, Any] = field(default_factory=dict)
     labels: list[int] = field(default_factory=list)
+    cut: list[bool] = field(default_factory=list)  # per text: longer than max_chars, cut
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -46,10 +54,12 @@ class LabeledData:
         }
 
     def subset(self, indices: np.ndarray, **info: Any) -> LabeledData:
+        cut = [self.cut[i] for i in indices] if self.cut else []
         return LabeledData(
             texts=[self.texts[i] for i in indices],
             raw_labels=[self.raw_labels[i] for i in indices],
-            info={**self.info, "rows": len(indices), **info},
+            info={**self.info, "rows": len(indices), "chars_cut": sum(cut), **info},
+            cut=cut,
         )
 
 
@@ -90,12 +100,18 @@ def _text_stats(texts: list[str]) -> dict[str, float]:
 
 
 def _keep_rows(
-    frame: pd.DataFrame, text: str, label: str | None, *, path: Path, skip_bad_rows: bool
-) -> tuple[np.ndarray, list[str]]:
-    """Mask of usable rows and all texts as strings; bad rows fail unless skipped."""
+    frame: pd.DataFrame, text: str, label: str | None, *, path: Path, skip_bad_rows: bool,
+    max_chars: int,
+) -> tuple[np.ndarray, list[str], np.ndarray]:  # fmt: skip
+    """Mask of usable rows, all texts as strings (cut to ``max_chars``), mask of cut texts."""
     texts = [
         "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in frame[text]
     ]
+    cut = np.zeros(len(texts), dtype=bool)
+    cut[list(frame.attrs.get(CUT_ROWS, {}).get(text, []))] = True
+    for i, t in enumerate(texts):  # a non-string text (a number) is cut after str()
+        if len(t) > max_chars:
+            texts[i], cut[i] = t[:max_chars], True
     bad = np.fromiter((not t.strip() for t in texts), dtype=bool, count=len(texts))
     what = "an empty text"
     if label is not None:
@@ -108,7 +124,7 @@ def _keep_rows(
             f"{path}: {len(bad_rows)} row(s) have {what} (data rows {_describe_rows(bad_rows)}, "
             "counting from 1 after the header). Fix them or pass --skip-bad-rows"
         )
-    return ~bad, texts
+    return ~bad, texts, cut
 
 
 def read_labeled(
@@ -117,15 +133,18 @@ def read_labeled(
     text_column: str | None = None,
     label_column: str | None = None,
     skip_bad_rows: bool = False,
+    max_chars: int = DEFAULT_MAX_CHARS,
 ) -> tuple[LabeledData, Columns]:
     """Read one labeled file; empty texts/labels are an error naming the rows (or skipped)."""
     p = Path(path)
-    frame = read_table(p)
+    frame = read_table(p, max_chars=max_chars)
     columns = detect_columns(frame, text_column=text_column, label_column=label_column)
-    keep, all_texts = _keep_rows(
-        frame, columns.text, columns.label, path=p, skip_bad_rows=skip_bad_rows
-    )
+    keep, all_texts, all_cut = _keep_rows(
+        frame, columns.text, columns.label, path=p, skip_bad_rows=skip_bad_rows,
+        max_chars=max_chars,
+    )  # fmt: skip
     texts = [t for t, k in zip(all_texts, keep, strict=True) if k]
+    cut = all_cut[keep].tolist()
     labels = frame[columns.label].to_numpy()[keep].tolist()
     skipped = int((~keep).sum())
     if not texts:
@@ -136,20 +155,25 @@ def read_labeled(
         "rows": len(texts),
         "skipped_rows": skipped,
         "text_chars": _text_stats(texts),
+        "chars_cut": sum(cut),
     }
-    return LabeledData(texts=texts, raw_labels=labels, info=info), columns
+    return LabeledData(texts=texts, raw_labels=labels, info=info, cut=cut), columns
 
 
 def load_texts(
-    path: str | Path, *, text_column: str | None = None, skip_bad_rows: bool = False
-) -> tuple[list[str], pd.DataFrame]:
-    """Read texts to predict, with the file's other columns kept alongside (rows aligned)."""
+    path: str | Path, *, text_column: str | None = None, skip_bad_rows: bool = False,
+    max_chars: int = DEFAULT_MAX_CHARS,
+) -> tuple[list[str], pd.DataFrame]:  # fmt: skip
+    """Read texts to predict, with the file's other columns kept alongside (rows aligned).
+
+    ``frame.attrs["chars_cut"]`` counts the kept texts that were cut to ``max_chars``.
+    """
     p = Path(path)
-    frame = read_table(p)
+    frame = read_table(p, max_chars=max_chars)
     if text_column is not None and text_column not in frame.columns:
         raise ColumnError(
-            f"no text column {text_column!r}; the columns are {list(frame.columns)}. "
-            "Pass --text-column with one of them"
+            f"no text column {shown(text_column)}; the columns are "
+            f"{shown_names(frame.columns)}. Pass --text-column with one of them"
         )
     if text_column is None:
         by_name = {c.lower(): c for c in frame.columns}
@@ -160,9 +184,13 @@ def load_texts(
             text_column = str(frame.columns[0])
         else:
             text_column = detect_columns(frame).text
-    keep, texts = _keep_rows(frame, text_column, None, path=p, skip_bad_rows=skip_bad_rows)
+    keep, texts, cut = _keep_rows(
+        frame, text_column, None, path=p, skip_bad_rows=skip_bad_rows, max_chars=max_chars
+    )
     kept_texts = [t for t, k in zip(texts, keep, strict=True) if k]
-    return kept_texts, frame[keep].reset_index(drop=True)
+    kept = frame[keep].reset_index(drop=True)
+    kept.attrs = {"chars_cut": int(cut[keep].sum())}
+    return kept_texts, kept
 
 
 def _split(data: LabeledData, fraction: float, seed: int) -> tuple[LabeledData, LabeledData]:
@@ -195,11 +223,13 @@ def load_training_data(
     validation_fraction: float = 0.1,
     skip_bad_rows: bool = False,
     seed: int = 42,
+    max_chars: int = DEFAULT_MAX_CHARS,
 ) -> TrainingData:
     """Load train (and validation) data, build the label map, split when no validation is given."""
     train, columns = read_labeled(
-        train_file, text_column=text_column, label_column=label_column, skip_bad_rows=skip_bad_rows
-    )
+        train_file, text_column=text_column, label_column=label_column,
+        skip_bad_rows=skip_bad_rows, max_chars=max_chars,
+    )  # fmt: skip
     label_map = LabelMap.from_values(train.raw_labels)
     train.encode(label_map, source=str(train_file))
     if validation_file is not None:
@@ -208,6 +238,7 @@ def load_training_data(
             text_column=text_column or columns.text,
             label_column=label_column or columns.label,
             skip_bad_rows=skip_bad_rows,
+            max_chars=max_chars,
         )
         validation.encode(label_map, source=f"validation file {validation_file}")
     else:

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trustune.errors import LabelError
+from trustune.messages import shown, shown_names
 
 __all__ = ["LabelMap", "canonical_label"]
 
 Label = int | str
-_INT = re.compile(r"^[+-]?\d+$")
+_INT = re.compile(r"^[+-]?\d{1,100}$")  # longer digit strings stay text (int() refuses 4,300+)
 
 
 def canonical_label(value: Any) -> str:
@@ -50,7 +51,8 @@ class LabelMap:
         if len(names) < 2:
             only = names[0] if names else "(none)"
             raise LabelError(
-                f"the training data has one class only ({only!r}); a classifier needs at least two"
+                f"the training data has one class only ({shown(only)}); a classifier needs at "
+                "least two"
             )
         return cls(names)
 
@@ -62,8 +64,8 @@ class LabelMap:
         unseen = sorted({canonical_label(v) for v in values} - set(self._index))
         if unseen:
             raise LabelError(
-                f"{source} has labels unseen in training: {unseen[:10]}"
-                f"{' ...' if len(unseen) > 10 else ''}. The model knows {list(self.names)}"
+                f"{source} has labels unseen in training: {shown_names(unseen, most=10)}. "
+                f"The model knows {shown_names(self.names)}"
             )
         return [self._index[canonical_label(v)] for v in values]
 
@@ -71,7 +73,9 @@ class LabelMap:
         """The index of one label; unknown labels list the known ones."""
         key = canonical_label(value)
         if key not in self._index:
-            raise LabelError(f"unknown label {value!r}; the labels are {list(self.names)}")
+            raise LabelError(
+                f"unknown label {shown(value)}; the labels are {shown_names(self.names)}"
+            )
         return self._index[key]
 
     def id2label(self) -> dict[int, str]:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Explanation"]
+__all__ = ["COMPLETENESS_ATOL", "COMPLETENESS_RTOL", "Explanation"]
+
+# When integrated gradients' scores fail to add up (Sundararajan et al. 2017, section 3: check
+# that the attributions add up to f(x) - f(baseline) and, if not, use more steps; they found
+# 20-300 steps enough to be "within 5%"): the completeness error is flagged when it exceeds
+# 5% of the change the scores explain, plus 0.001 (the precision probabilities are shown at),
+# so that a change near zero is not flagged for rounding noise.
+COMPLETENESS_RTOL = 0.05
+COMPLETENESS_ATOL = 0.001
 
 
 @dataclass(frozen=True)
@@ -16,6 +25,7 @@ class Explanation:
     positive pushes towards the target, negative against it (``saliency`` is magnitude only).
     ``spans[i]`` is the (start, end) of the word in ``text``. For integrated gradients ``delta``
     is the completeness error: sum(scores) - (p(x) - p(baseline)), in probability units.
+    When it is too large, :attr:`completeness_warning` says so (see ``COMPLETENESS_RTOL``).
     ``truncated`` means the text was longer than the model's max length; the last
     ``dropped_words`` words were not seen and get no score.
     """
@@ -31,6 +41,36 @@ class Explanation:
     delta: float | None = None
     truncated: bool = False
     dropped_words: int = 0
+
+    @property
+    def explained_change(self) -> float | None:
+        """p(target | text) - p(target | baseline), what the scores should add up to (IG only)."""
+        return None if self.delta is None else sum(self.scores) - self.delta
+
+    @property
+    def completeness_warning(self) -> str | None:
+        """Why the scores cannot be taken at face value, when the completeness error is too large.
+
+        Flagged when ``|delta| > COMPLETENESS_RTOL * |explained_change| + COMPLETENESS_ATOL``.
+        """
+        change = self.explained_change
+        if self.delta is None or change is None:
+            return None
+        if not math.isfinite(self.delta):
+            return (
+                "the completeness error is not a finite number; the scores are unreliable "
+                "(explain again in fp32 or with more integration steps)"
+            )
+        allowed = COMPLETENESS_RTOL * abs(change) + COMPLETENESS_ATOL
+        if abs(self.delta) <= allowed:
+            return None
+        share = f"{abs(self.delta) / abs(change):.0%} of it" if change else "and it is 0"
+        return (
+            f"the scores add up to {sum(self.scores):+.3f}, not to the change they explain, "
+            f"p(text) - p(baseline) = {change:+.3f}: completeness error {self.delta:+.3g} "
+            f"({share}; tolerated: {COMPLETENESS_RTOL:.0%} of it + {COMPLETENESS_ATOL:g}). "
+            "Explain again with more integration steps (n_steps, --steps)"
+        )
 
     def normalized_scores(self) -> list[float]:
         """Scores divided by the largest magnitude, in [-1, 1], for display."""
@@ -53,6 +93,7 @@ class Explanation:
             "scores": [round(s, 6) for s in self.scores],
             "spans": [list(span) for span in self.spans],
             "delta": None if self.delta is None else round(self.delta, 6),
+            "completeness_warning": self.completeness_warning,
             "truncated": self.truncated,
             "dropped_words": self.dropped_words,
         }
@@ -73,3 +114,9 @@ class Explanation:
             truncated=bool(data.get("truncated", False)),
             dropped_words=int(data.get("dropped_words", 0)),
         )
+
+    def _repr_html_(self) -> str:
+        """The heat map of the text in Jupyter (self-contained, escaped HTML)."""
+        from trustune.explain.render import render_card
+
+        return str(render_card(self))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from trustune.progress import Progress
 
 __all__ = [
     "BINS",
+    "FAITHFULNESS_TASK",
     "RANDOM",
     "FaithfulnessReport",
     "MethodFaithfulness",
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 BINS = (1, 5, 10, 20, 50)  # percent of the words in the rationale
+FAITHFULNESS_TASK = "faithfulness"  # the progress task of evaluating and scoring
 RANDOM = "random"  # the name of the random-ranking baseline in results
 
 
@@ -174,6 +176,8 @@ def evaluate_faithfulness(
 
     Explains the predicted label of a random ``sample`` of the texts (all when None or when
     there are fewer). The random baseline averages ``random_repeats`` random rankings per text.
+    ``progress`` gets a "faithfulness" task of one step per method explained, per method scored
+    and per random ranking scored, and each method's own "explain (NAME)" task, text by text.
     """
     texts = check_texts(texts)
     rng = np.random.default_rng(seed)
@@ -185,16 +189,29 @@ def evaluate_faithfulness(
         get_explainer(name).check_model(model)
     explained: dict[str, list[Explanation]] = {}
     seconds: dict[str, float] = {}
-    for name in names:
-        start = time.perf_counter()
-        explained[name] = explain_texts(
-            model, texts, method=name, options=options, progress=progress
+    task = FAITHFULNESS_TASK
+    if progress:
+        progress.start(task, total=2 * len(names) + random_repeats)
+        progress.message(
+            f"faithfulness on {len(texts)} texts: explaining them with {', '.join(names)}, then "
+            f"deleting / keeping each method's top words (and {random_repeats} random rankings)"
         )
-        seconds[name] = (time.perf_counter() - start) / len(texts)
-    return score_explanations(
-        model, texts, explained, seconds_per_text=seconds, random_repeats=random_repeats,
-        seed=int(rng.integers(2**31)),
-    )  # fmt: skip
+    try:
+        for name in names:
+            start = time.perf_counter()
+            explained[name] = explain_texts(
+                model, texts, method=name, options=options, progress=progress
+            )
+            seconds[name] = (time.perf_counter() - start) / len(texts)
+            if progress:
+                progress.advance(task)
+        return _score(
+            model, texts, explained, seconds_per_text=seconds, random_repeats=random_repeats,
+            seed=int(rng.integers(2**31)), step=(lambda: progress.advance(task)) if progress else None,
+        )  # fmt: skip
+    finally:
+        if progress:
+            progress.end(task)
 
 
 def score_explanations(
@@ -205,9 +222,38 @@ def score_explanations(
     seconds_per_text: Mapping[str, float] | None = None,
     random_repeats: int = 5,
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> FaithfulnessReport:
     """Faithfulness of explanations already computed (``explained[method][i]`` explains
-    ``texts[i]``'s predicted label), and of ``random_repeats`` random rankings of the same words."""
+    ``texts[i]``'s predicted label), and of ``random_repeats`` random rankings of the same words.
+
+    ``progress`` gets a "faithfulness" task of one step per method and per random ranking.
+    """
+    task = FAITHFULNESS_TASK
+    if progress:
+        progress.start(task, total=len(explained) + random_repeats)
+    try:
+        return _score(
+            model, texts, explained, seconds_per_text=seconds_per_text,
+            random_repeats=random_repeats, seed=seed,
+            step=(lambda: progress.advance(task)) if progress else None,
+        )  # fmt: skip
+    finally:
+        if progress:
+            progress.end(task)
+
+
+def _score(
+    model: ExplainableModel,
+    texts: Sequence[str],
+    explained: Mapping[str, Sequence[Explanation]],
+    *,
+    seconds_per_text: Mapping[str, float] | None,
+    random_repeats: int,
+    seed: int,
+    step: Callable[[], None] | None,
+) -> FaithfulnessReport:
+    """Score each method's rankings and the random ones; ``step`` is called after each."""
     texts = check_texts(texts)
     tokenized = tokenize_words(model.tokenizer, texts, max_length=model.max_length)
     targets = model.predict_ids([t.input_ids for t in tokenized]).argmax(axis=1).tolist()
@@ -222,13 +268,15 @@ def score_explanations(
         )
         seconds = (seconds_per_text or {}).get(name)
         results.append(dataclasses.replace(scored, seconds_per_text=seconds))
+        if step:
+            step()
     rng = np.random.default_rng(seed)
-    random_runs = [
-        faithfulness_of(
-            model, tokenized, [rng.random(t.n_words) for t in tokenized], targets, method=RANDOM
-        )
-        for _ in range(random_repeats)
-    ]
+    random_runs = []
+    for _ in range(random_repeats):
+        rankings = [rng.random(t.n_words) for t in tokenized]
+        random_runs.append(faithfulness_of(model, tokenized, rankings, targets, method=RANDOM))
+        if step:
+            step()
     results.append(_mean(random_runs))
     return FaithfulnessReport(texts=len(texts), bins=BINS, methods=tuple(results))
 

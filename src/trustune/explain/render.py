@@ -19,7 +19,7 @@ from trustune.explain.explanation import Explanation
 from trustune.explain.faithfulness import RANDOM, FaithfulnessReport
 from trustune.explain.global_importance import GlobalImportance
 
-__all__ = ["Segment", "render_page", "render_section", "segments", "terminal_text"]
+__all__ = ["Segment", "render_card", "render_page", "render_section", "segments", "terminal_text"]
 
 _FOR = (22, 163, 74)  # green
 _AGAINST = (220, 38, 38)  # red
@@ -181,12 +181,26 @@ def render_page(
     explanations: Sequence[Explanation],
     *,
     title: str = "Explanations",
+    true_labels: Sequence[Any] | None = None,
     importance: GlobalImportance | None = None,
     faithfulness: FaithfulnessReport | None = None,
 ) -> str:
-    """A self-contained HTML page: one heat map per explanation, and the aggregates if given."""
-    context = _context(explanations, None, importance, faithfulness, ())
-    return _environment().get_template("page.html.j2").render(title=title, **context)
+    """A self-contained HTML page: one heat map per explanation, and the aggregates if given.
+
+    ``true_labels`` (one per explanation, None where unknown) mark each row right or wrong,
+    in words as well as colour, and the page opens with how many were right.
+    """
+    context = _context(explanations, true_labels, importance, faithfulness, ())
+    judged = [v["verdict"] for v in context["examples"] if v["verdict"] is not None]
+    verdicts = {"judged": len(judged), "right": judged.count("right")}
+    page = _environment().get_template("page.html.j2")
+    return page.render(title=title, verdicts=verdicts, **context)
+
+
+def render_card(explanation: Explanation, *, true_label: Any = None) -> Markup:
+    """One explanation's heat map as a self-contained HTML fragment (Jupyter, web pages)."""
+    [view] = _example_views([explanation], [true_label])
+    return Markup(_environment().get_template("card.html.j2").render(view=view))
 
 
 def render_section(

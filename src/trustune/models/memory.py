@@ -19,6 +19,8 @@ import torch
 from trustune.errors import ModelError, UnsafeModelError
 from trustune.models.safe_load import PICKLE_SUFFIXES
 from trustune.models.safetensors_header import MAX_HEADER_BYTES, parse_header
+from trustune.models.tokenizer_files import check_file_size, tokenizer_error
+from trustune.models.weights import check_loading_info
 
 __all__ = [
     "ModelFiles",
@@ -40,7 +42,11 @@ _TOKENIZER_KEYS = (
 
 
 class ModelFiles(Protocol):
-    """The files of one model folder, by name relative to it (``config.json``, ...)."""
+    """The files of one model folder, by name relative to it (``config.json``, ...).
+
+    A reader that knows a file's size before reading it may offer ``size(name) -> int``: the
+    size limits of the small files are then checked before anything is decrypted or read.
+    """
 
     source: str  # names the folder in messages
 
@@ -54,9 +60,19 @@ def _as_array(data: bytes | bytearray | np.ndarray) -> np.ndarray:
     return array if array.flags.writeable else array.copy()
 
 
+def _read_small(files: ModelFiles, name: str) -> np.ndarray:
+    """A size-limited file (tokenizer, config): its size is checked before and after reading."""
+    size = getattr(files, "size", None)
+    if callable(size):
+        check_file_size(name, int(size(name)), source=files.source)
+    data = _as_array(files.read(name))
+    check_file_size(name, data.nbytes, source=files.source)
+    return data
+
+
 def _json(files: ModelFiles, name: str) -> dict[str, Any]:
     try:
-        data = json.loads(_as_array(files.read(name)).tobytes().decode("utf-8"))
+        data = json.loads(_read_small(files, name).tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelError(f"{files.source}/{name} cannot be read as JSON: {e}") from None
     if not isinstance(data, dict):
@@ -136,14 +152,17 @@ def load_classifier_from_files(files: ModelFiles) -> Any:
     previous = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()
     try:
-        return model_class.from_pretrained(
-            None, config=config, state_dict=state_dict, trust_remote_code=False
-        )
+        model, info = model_class.from_pretrained(
+            None, config=config, state_dict=state_dict, trust_remote_code=False,
+            output_loading_info=True,
+        )  # fmt: skip
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"cannot load the model in {files.source}: {first}") from None
     finally:
         transformers.logging.set_verbosity(previous)
+    check_loading_info(model, info, new_head=False, source=files.source)
+    return model
 
 
 @functools.cache
@@ -184,9 +203,10 @@ def load_tokenizer_from_files(files: ModelFiles) -> Any:
         special = _json(files, "special_tokens_map.json")
         settings = {**{k: v for k, v in special.items() if isinstance(v, str)}, **settings}
     kwargs = {k: settings[k] for k in _TOKENIZER_KEYS if isinstance(settings.get(k), str | int)}
+    raw = _read_small(files, "tokenizer.json")
     try:
-        text = _as_array(files.read("tokenizer.json")).tobytes().decode("utf-8")
+        text = raw.tobytes().decode("utf-8")
+        del raw
         return _tokenizer_class()(backend=Tokenizer.from_str(text), **kwargs)
     except Exception as e:  # the tokenizers library raises a bare Exception on bad JSON
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"cannot load the tokenizer in {files.source}: {first}") from None
+        raise tokenizer_error(files.source, {"tokenizer.json"}, e) from None

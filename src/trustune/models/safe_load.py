@@ -9,6 +9,8 @@ from typing import Any
 from trustune.errors import ModelError, UnsafeModelError
 from trustune.models.resolve import ResolvedModel
 from trustune.models.safetensors_header import read_header
+from trustune.models.tokenizer_files import check_file_size, check_tokenizer_folder, tokenizer_error
+from trustune.models.weights import check_loading_info
 
 __all__ = ["PICKLE_SUFFIXES", "check_checkpoint_folder", "load_classifier", "load_tokenizer"]
 
@@ -17,9 +19,12 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 def _read_config(path: Path) -> dict[str, Any]:
     try:
+        check_file_size(path.name, path.stat().st_size, source=str(path.parent))
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise ModelError(f"{path} cannot be read as JSON: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ModelError(f"{path} is not UTF-8 text: {e.reason}") from None
     if not isinstance(config, dict):
         raise ModelError(f"{path} is not a JSON object")
     return config
@@ -68,7 +73,11 @@ def load_classifier(
     id2label: dict[int, str] | None = None,
     attn_implementation: str | None = None,
 ) -> Any:
-    """An ``AutoModelForSequenceClassification``; a new head when ``num_labels`` is given."""
+    """An ``AutoModelForSequenceClassification``; a new head when ``num_labels`` is given.
+
+    Without ``num_labels`` / ``id2label`` it is a trained model: every tensor must be in the
+    weights. With them (a base checkpoint for fine-tuning) only the head may be missing.
+    """
     import transformers
     from transformers import AutoModelForSequenceClassification
 
@@ -83,10 +92,13 @@ def load_classifier(
         kwargs["ignore_mismatched_sizes"] = True
     elif num_labels is not None:
         kwargs["num_labels"] = num_labels
+    new_head = id2label is not None or num_labels is not None
     previous = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # the "newly initialized head" notice is expected
     try:
-        return AutoModelForSequenceClassification.from_pretrained(model.location, **kwargs)
+        loaded, info = AutoModelForSequenceClassification.from_pretrained(
+            model.location, output_loading_info=True, **kwargs
+        )
     except UnsafeModelError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as e:
@@ -94,16 +106,24 @@ def load_classifier(
         raise ModelError(f"cannot load model {model.source!r}: {first}") from None
     finally:
         transformers.logging.set_verbosity(previous)
+    check_loading_info(loaded, info, new_head=new_head, source=repr(model.source))
+    return loaded
 
 
 def load_tokenizer(model: ResolvedModel) -> Any:
-    """The fast tokenizer that belongs to the checkpoint."""
+    """The fast tokenizer that belongs to the checkpoint (its files size-checked first)."""
     from transformers import AutoTokenizer
 
+    names: set[str] = set()
     if model.is_local:
-        _refuse_remote_tokenizer(Path(model.location))
+        folder = Path(model.location)
+        check_tokenizer_folder(folder)
+        _refuse_remote_tokenizer(folder)
+        names = {p.name for p in folder.iterdir()}
     try:
         return AutoTokenizer.from_pretrained(model.location, trust_remote_code=False, use_fast=True)
     except (OSError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"cannot load the tokenizer of {model.source!r}: {first}") from None
+    except Exception as e:  # the tokenizers library raises a bare Exception on a malformed file
+        raise tokenizer_error(model.source, names or {"tokenizer.json"}, e) from None

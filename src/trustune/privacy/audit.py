@@ -33,6 +33,7 @@ from trustune.errors import DataError, TrustuneError
 __all__ = [
     "ATTACKS",
     "AUDIT_FILE",
+    "STABLE_ABOVE_THRESHOLD",
     "AttackResult",
     "AuditData",
     "attack_metrics",
@@ -43,11 +44,16 @@ __all__ = [
     "reading",
     "register_attack",
     "run_attacks",
+    "unstable_rates",
 ]
 
 AUDIT_FILE = "privacy_audit.json"
 _FPRS = (0.01, 0.001)
 _ROC_POINTS = 200
+# A TPR at a given FPR is read off the threshold that lets FPR * n of the n non-members through.
+# With fewer than 10 of them above it, the threshold is one of the few highest non-member
+# scores and moves with a single row: the figure is reported, and called unstable.
+STABLE_ABOVE_THRESHOLD = 10
 
 ProbaFn = Callable[[Sequence[str]], np.ndarray]
 
@@ -232,22 +238,127 @@ def run_attacks(
     return results
 
 
+def _fpr_name(fpr: float) -> str:
+    return f"{100 * fpr:g}%"
+
+
+def unstable_rates(non_members: int) -> dict[str, str]:
+    """For each false-positive rate whose TPR rests on too few non-members: why it is unstable."""
+    out = {}
+    for fpr in _FPRS:
+        needed = math.ceil(STABLE_ABOVE_THRESHOLD / fpr)
+        if non_members >= needed:
+            continue
+        allowed = math.floor(fpr * non_members)
+        if allowed == 0:
+            where = "the highest non-member score (so it measures TPR at 0% FPR)"
+        else:
+            where = f"the {allowed + 1}th highest of them"
+        out[str(fpr)] = (
+            f"TPR at {_fpr_name(fpr)} FPR is unstable: {_fpr_name(fpr)} of {non_members} "
+            f"non-members is {fpr * non_members:.3g} row(s), so its threshold is {where} and one "
+            f"row more or less moves it; a stable figure needs >= {needed:,} non-members "
+            f"({STABLE_ABOVE_THRESHOLD} above the threshold)"
+        )
+    return out
+
+
+def _file_part(path: Path, manifest: dict[str, Any]) -> str:
+    """What ``path`` is to the run: its whole training file ("train"), a training file the run
+    split ("split"), its separate validation file ("validation"), or another file ("other")."""
+    from trustune.data import file_sha256
+
+    data = manifest.get("data") or {}
+    train, validation = data.get("train") or {}, data.get("validation") or {}
+    sha = file_sha256(path)
+    if sha == train.get("sha256"):
+        return "split" if validation.get("split_from_train") else "train"
+    if sha == validation.get("sha256"):
+        return "validation"
+    return "other"
+
+
+def _run_split(path: Path, classifier: Any) -> Any:
+    """The run's own train/validation split of its training file, redone as training did it."""
+    from trustune.data import load_training_data
+
+    manifest = classifier.manifest
+    config = manifest.get("config") or {}
+    data_config, train_config = config.get("data") or {}, config.get("train") or {}
+    split = load_training_data(
+        path, text_column=manifest.get("text_column"), label_column=manifest.get("label_column"),
+        validation_fraction=float(data_config.get("validation_fraction", 0.1)),
+        skip_bad_rows=bool(data_config.get("skip_bad_rows", False)),
+        seed=int(train_config.get("seed", 42)),
+    )  # fmt: skip
+    recorded = manifest["data"]
+    got = (split.train.info["rows"], split.validation.info["rows"])
+    want = (recorded["train"].get("rows"), recorded["validation"].get("rows"))
+    if got != want:
+        raise DataError(
+            f"{path} is the run's training file, but splitting it as the run did gave "
+            f"{got[0]} training and {got[1]} validation rows, not the {want[0]} and {want[1]} "
+            "the manifest records; pass files of training rows and of unseen rows instead"
+        )
+    return split
+
+
 def _read_rows(
-    path: str | Path, classifier: Any, limit: int, seed: int
-) -> tuple[list[str], list[int], dict[str, Any]]:
+    path: str | Path, classifier: Any, limit: int, seed: int, *, members: bool
+) -> tuple[list[str], list[int], dict[str, Any], list[str]]:
+    """Texts, labels, what the audit records about them, and notes on rows excluded.
+
+    The run's own training file, when the run split it, gives only the rows trained on as
+    members and only the held-out rows as non-members.
+    """
     from trustune.data import read_labeled
 
-    labeled, _ = read_labeled(
-        path, text_column=classifier.manifest.get("text_column"),
-        label_column=classifier.manifest.get("label_column"),
-    )  # fmt: skip
-    labeled.encode(classifier.label_map, source=str(path))
-    order = list(range(len(labeled)))
+    p = Path(path)
+    flag = "--members" if members else "--non-members"
+    part = _file_part(p, classifier.manifest)
+    if members and part == "validation":
+        raise DataError(
+            f"--members {p} is the run's validation file: the model was never trained on its "
+            "rows. Pass the training file (or a sample of its rows)"
+        )
+    if not members and part == "train":
+        raise DataError(
+            f"--non-members {p} is the run's training file: the model was trained on every "
+            "row. Pass rows it never saw"
+        )
+    notes = []
+    if part == "split":
+        split = _run_split(p, classifier)
+        kept, left = (split.train, split.validation) if members else (split.validation, split.train)
+        texts, raw_labels = kept.texts, kept.raw_labels
+        rows = len(split.train) + len(split.validation)
+        what = "trained on" if members else "held out for validation (never trained on)"
+        other = "held out for validation" if members else "trained on"
+        notes.append(
+            f"{flag} {p} is the run's training file, which the run split: the audit uses the "
+            f"{len(kept)} row(s) it {what} and excluded the {len(left)} row(s) it {other}"
+        )
+        info: dict[str, Any] = {
+            "path": str(p), "sha256": kept.info["sha256"], "rows": rows,
+            "part": "training rows of the run's split" if members
+            else "validation rows of the run's split",
+            "excluded_rows": len(left),
+        }  # fmt: skip
+    else:
+        labeled, _ = read_labeled(
+            p, text_column=classifier.manifest.get("text_column"),
+            label_column=classifier.manifest.get("label_column"),
+        )  # fmt: skip
+        texts, raw_labels = labeled.texts, labeled.raw_labels
+        info = {k: labeled.info[k] for k in ("path", "sha256", "rows")}
+        info["part"] = "the whole file"
+        info["excluded_rows"] = 0
+    labels = classifier.label_map.encode(raw_labels, source=str(p))
+    order = list(range(len(texts)))
     if len(order) > limit:
         order = sorted(random.Random(seed).sample(order, limit))
-    info = {k: labeled.info[k] for k in ("path", "sha256", "rows")}
     info["used"] = len(order)
-    return [labeled.texts[i] for i in order], [labeled.labels[i] for i in order], info
+    return [texts[i] for i in order], [labels[i] for i in order], info, notes
 
 
 def reading(results: Sequence[AttackResult], privacy: dict[str, Any] | None) -> str:
@@ -300,8 +411,10 @@ def audit_privacy(
     import trustune
 
     classifier = trustune.load(run)
-    m_texts, m_labels, m_info = _read_rows(members, classifier, limit, seed)
-    n_texts, n_labels, n_info = _read_rows(non_members, classifier, limit, seed + 1)
+    m_texts, m_labels, m_info, m_notes = _read_rows(members, classifier, limit, seed, members=True)
+    n_texts, n_labels, n_info, n_notes = _read_rows(
+        non_members, classifier, limit, seed + 1, members=False
+    )
     if min(len(m_texts), len(n_texts)) < 10:
         raise DataError("the audit needs at least 10 members and 10 non-members")
     overlap = set(m_texts) & set(n_texts)
@@ -323,6 +436,7 @@ def audit_privacy(
         reference_proba=reference_proba, neighbour_count=neighbour_count, seed=seed,
     )  # fmt: skip
     results = run_attacks(data, bootstrap=bootstrap)
+    unstable = unstable_rates(len(n_texts))
     privacy = classifier.manifest.get("privacy")
     strongest = max(results, key=lambda r: r.auc)
     audit = {
@@ -338,6 +452,7 @@ def audit_privacy(
             f"TPR at 0.1% FPR rests on the top {max(1, math.floor(0.001 * len(n_texts)))} "
             f"non-member score(s) of {len(n_texts)}; it needs >= 10,000 non-members to be stable"
         ),
+        "unstable": unstable, "notes": [*m_notes, *n_notes, *unstable.values()],
     }  # fmt: skip
     if save:
         _save(Path(run), audit)

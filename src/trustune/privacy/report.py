@@ -50,6 +50,8 @@ def _redaction(privacy: dict[str, Any]) -> str:
 def _audit(audit: dict[str, Any]) -> str:
     from trustune.report.plots import roc_curves
 
+    unstable = audit.get("unstable", {})
+    mark = {fpr: " (unstable)" if fpr in unstable else "" for fpr in ("0.01", "0.001")}
     rows = []
     for attack in audit["attacks"]:
         lo, hi = attack["auc_ci"]
@@ -57,9 +59,10 @@ def _audit(audit: dict[str, Any]) -> str:
         t01, t01ci = attack["tpr_at_0.1pct_fpr"], attack["tpr_at_0.1pct_fpr_ci"]
         rows.append(
             f"<tr><td>{escape(attack['name'])}</td><td>{attack['auc']:.3f} [{lo:.3f}, {hi:.3f}]</td>"
-            f"<td>{t1:.3f} [{t1ci[0]:.3f}, {t1ci[1]:.3f}]</td>"
-            f"<td>{t01:.3f} [{t01ci[0]:.3f}, {t01ci[1]:.3f}]</td></tr>"
+            f"<td>{t1:.3f} [{t1ci[0]:.3f}, {t1ci[1]:.3f}]{mark['0.01']}</td>"
+            f"<td>{t01:.3f} [{t01ci[0]:.3f}, {t01ci[1]:.3f}]{mark['0.001']}</td></tr>"
         )
+    notes = "".join(f'<p class="note">{escape(n)}.</p>' for n in audit.get("notes", []))
     curves = {"roc": {a["name"]: a["roc"] for a in audit["attacks"]}}
     image = roc_curves(curves)
     plot = f'<img alt="membership-inference ROC" src="{image}">' if image else ""
@@ -69,7 +72,7 @@ def _audit(audit: dict[str, Any]) -> str:
         f"<p>{escape(audit['reading'])}</p>"
         f"<p>Members: {escape(members['path'])} ({members['used']} rows); non-members: "
         f"{escape(others['path'])} ({others['used']} rows). 95% bootstrap intervals in brackets; "
-        f"{escape(audit['note'])}.</p>"
+        f"{escape(audit['note'])}.</p>{notes}"
         "<table><tr><th>attack</th><th>ROC-AUC</th><th>TPR at 1% FPR</th>"
         f"<th>TPR at 0.1% FPR</th></tr>{''.join(rows)}</table>{plot}"
     )

@@ -16,6 +16,9 @@ import jinja2
 
 from trustune.errors import ArtifactError
 from trustune.report import plots
+from trustune.report.fonts import LabelFonts, label_fonts
+from trustune.report.hyperparameters import hyperparameter_rows
+from trustune.report.model_card import run_name
 
 __all__ = ["REPORT_FILENAME", "render_report", "write_report"]
 
@@ -161,8 +164,21 @@ def _in_label_order(keys: Sequence[str], labels: Sequence[str]) -> list[str]:
     return ordered + [key for key in keys if key not in ordered]
 
 
+def _drawn_labels(labels: Sequence[str], results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every label a chart may draw: the run's, then any other an evaluation names."""
+    names = list(labels)
+    for result in results:
+        names += [str(name) for name in _mapping(result.get("per_class"))]
+        matrix_labels = _mapping(result.get("confusion_matrix")).get("labels")
+        if isinstance(matrix_labels, list):
+            names += [str(name) for name in matrix_labels]
+        for curves in _mapping(result.get("curves")).values():
+            names += [str(name) for name in _mapping(curves)]
+    return names
+
+
 def _result_view(
-    anchor: str, title: str, result: Mapping[str, Any], labels: Sequence[str]
+    anchor: str, title: str, result: Mapping[str, Any], labels: Sequence[str], fonts: LabelFonts
 ) -> dict[str, Any]:
     """What the template shows for one EvalResult, its plots drawn."""
     per_class = _mapping(result.get("per_class"))
@@ -175,9 +191,9 @@ def _result_view(
             (label, _mapping(per_class[label]))
             for label in _in_label_order(list(per_class), labels)
         ],
-        "confusion": plots.confusion_matrix(result.get("confusion_matrix")),
-        "roc": plots.roc_curves(result.get("curves")),
-        "pr": plots.pr_curves(result.get("curves")),
+        "confusion": plots.confusion_matrix(result.get("confusion_matrix"), fonts=fonts),
+        "roc": plots.roc_curves(result.get("curves"), fonts=fonts),
+        "pr": plots.pr_curves(result.get("curves"), fonts=fonts),
         "reliability": plots.reliability_diagram(result.get("reliability")),
         "speed": speed or None,
     }
@@ -203,13 +219,25 @@ def _context(
     environment = _mapping(manifest.get("environment"))
 
     taken = {"summary", "data", "training", "environment", "files"}
-    results = []
     validation = _mapping(metrics.get("validation"))
+    evaluations = [
+        (name, _mapping(result)) for name, result in _mapping(metrics.get("evaluations")).items()
+    ]
+    train_counts = _mapping(_mapping(data.get("train")).get("class_counts"))
+    fonts = label_fonts(
+        [
+            *_drawn_labels(labels, [validation, *(result for _, result in evaluations)]),
+            *train_counts,
+        ]
+    )
+    results = []
     if validation:
-        results.append(_result_view(_anchor("Validation", taken), "Validation", validation, labels))
-    for name, result in _mapping(metrics.get("evaluations")).items():
+        results.append(
+            _result_view(_anchor("Validation", taken), "Validation", validation, labels, fonts)
+        )
+    for name, result in evaluations:
         title = f"Evaluation: {name}"
-        results.append(_result_view(_anchor(title, taken), title, _mapping(result), labels))
+        results.append(_result_view(_anchor(title, taken), title, result, labels, fonts))
     extras = [(_anchor(title, taken), title, body) for title, body in extra_sections]
 
     nav = [("summary", "Summary"), ("data", "Data"), ("training", "Training")]
@@ -226,10 +254,10 @@ def _context(
         "labels": labels,
         "splits": splits,
         "class_rows": class_rows,
-        "class_chart": plots.class_distribution(
-            _mapping(data.get("train")).get("class_counts"), labels
-        ),
+        "class_chart": plots.class_distribution(train_counts, labels, fonts=fonts),
+        "label_key": fonts.key(),
         "training": training,
+        "hyperparameters": hyperparameter_rows(manifest),
         "training_chart": plots.training_curves(training.get("history")),
         "results": results,
         "metric_rows": _METRIC_ROWS,
@@ -272,7 +300,7 @@ def write_report(
             "(pass the folder that holds trustune.json)"
         )
     html = render_report(
-        manifest, metrics, run_name=run_dir.resolve().name, extra_sections=extra_sections
+        manifest, metrics, run_name=run_name(run_dir), extra_sections=extra_sections
     )
     target = run_dir / REPORT_FILENAME
     descriptor, temp_name = tempfile.mkstemp(dir=run_dir, prefix=".report-", suffix=".html.tmp")

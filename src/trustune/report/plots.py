@@ -11,6 +11,8 @@ from typing import Any
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from trustune.report.fonts import LabelFonts, label_fonts
+
 __all__ = [
     "class_distribution",
     "confusion_matrix",
@@ -71,10 +73,13 @@ def _data_uri(figure: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _legend(axes: Axes, count: int) -> None:
+def _legend(axes: Axes, count: int, families: Sequence[str] | None = None) -> None:
     """A small legend, left out when there are too many entries to read."""
     if 0 < count <= _MAX_LEGEND:
-        axes.legend(fontsize=7, frameon=False, loc="best")
+        prop: dict[str, Any] = {"size": 7}
+        if families:
+            prop["family"] = list(families)
+        axes.legend(prop=prop, frameon=False, loc="best")
 
 
 def training_curves(history: Any) -> str | None:
@@ -112,7 +117,7 @@ def training_curves(history: Any) -> str | None:
     return _data_uri(figure)
 
 
-def confusion_matrix(matrix: Any) -> str | None:
+def confusion_matrix(matrix: Any, *, fonts: LabelFonts | None = None) -> str | None:
     """A heat map of the confusion matrix (rows true, columns predicted) with the counts."""
     if not isinstance(matrix, Mapping):
         return None
@@ -138,11 +143,14 @@ def confusion_matrix(matrix: Any) -> str | None:
                 color = "white" if count > highest * 0.6 else "#111827"
                 text = f"{count:.0f}" if count == int(count) else f"{count:.2f}"
                 axes.text(j, i, text, ha="center", va="center", fontsize=fontsize, color=color)
-    names = [_plain(label) for label in labels]
+    fonts = fonts or label_fonts(labels)
+    names = [_plain(fonts.text(label)) for label in labels]
+    family = list(fonts.families)
     axes.set_xticks(
-        range(size), names, rotation=45 if size > 3 else 0, ha="right" if size > 3 else "center"
-    )
-    axes.set_yticks(range(size), names)
+        range(size), names, rotation=45 if size > 3 else 0, ha="right" if size > 3 else "center",
+        fontfamily=family,
+    )  # fmt: skip
+    axes.set_yticks(range(size), names, fontfamily=family)
     axes.set_xlabel("predicted", fontsize=8)
     axes.set_ylabel("true", fontsize=8)
     figure.colorbar(image, ax=axes, shrink=0.8).ax.tick_params(labelsize=7)
@@ -161,16 +169,19 @@ def _curves(
             continue
         xs, ys = _numbers(curve.get(x_key)), _numbers(curve.get(y_key))
         if xs is not None and ys is not None and len(xs) == len(ys):
-            series.append((_plain(name), xs, ys))
+            series.append((str(name), xs, ys))
     return series
 
 
 def _curve_plot(
-    series: list[tuple[str, list[float], list[float]]], xlabel: str, ylabel: str, diagonal: bool
-) -> str | None:
+    series: list[tuple[str, list[float], list[float]]], xlabel: str, ylabel: str, *,
+    diagonal: bool, fonts: LabelFonts | None,
+) -> str | None:  # fmt: skip
     """One square axes with a line per class."""
     if not series:
         return None
+    fonts = fonts or label_fonts(name for name, _, _ in series)
+    series = [(_plain(fonts.text(name)), xs, ys) for name, xs, ys in series]
     figure, axes = _figure(3.6, 3.4)
     if diagonal:
         axes.plot([0, 1], [0, 1], **_DIAGONAL)
@@ -180,20 +191,22 @@ def _curve_plot(
     axes.set_ylim(-0.02, 1.02)
     axes.set_xlabel(xlabel, fontsize=8)
     axes.set_ylabel(ylabel, fontsize=8)
-    _legend(axes, len(series))
+    _legend(axes, len(series), fonts.families)
     return _data_uri(figure)
 
 
-def roc_curves(curves: Any) -> str | None:
+def roc_curves(curves: Any, *, fonts: LabelFonts | None = None) -> str | None:
     """ROC curves, one per (positive or one-vs-rest) class, with the chance diagonal."""
     series = _curves(curves, "roc", "fpr", "tpr")
-    return _curve_plot(series, "false positive rate", "true positive rate", diagonal=True)
+    return _curve_plot(
+        series, "false positive rate", "true positive rate", diagonal=True, fonts=fonts
+    )
 
 
-def pr_curves(curves: Any) -> str | None:
+def pr_curves(curves: Any, *, fonts: LabelFonts | None = None) -> str | None:
     """Precision-recall curves, one per (positive or one-vs-rest) class."""
     series = _curves(curves, "pr", "recall", "precision")
-    return _curve_plot(series, "recall", "precision", diagonal=False)
+    return _curve_plot(series, "recall", "precision", diagonal=False, fonts=fonts)
 
 
 def reliability_diagram(reliability: Any) -> str | None:
@@ -245,7 +258,9 @@ def reliability_diagram(reliability: Any) -> str | None:
     return _data_uri(figure)
 
 
-def class_distribution(class_counts: Any, labels: Sequence[str] = ()) -> str | None:
+def class_distribution(
+    class_counts: Any, labels: Sequence[str] = (), *, fonts: LabelFonts | None = None
+) -> str | None:
     """Horizontal bars of the examples per class, in label order when labels are given."""
     if not isinstance(class_counts, Mapping) or not class_counts:
         return None
@@ -257,7 +272,10 @@ def class_distribution(class_counts: Any, labels: Sequence[str] = ()) -> str | N
     axes.grid(False, axis="y")
     positions = range(len(order))
     axes.barh(positions, counts, color="#3b82f6")
-    axes.set_yticks(positions, [_plain(label) for label in order])
+    fonts = fonts or label_fonts(order)
+    axes.set_yticks(
+        positions, [_plain(fonts.text(label)) for label in order], fontfamily=list(fonts.families)
+    )
     axes.invert_yaxis()  # first label on top, as in the tables
     axes.set_xlabel("training examples", fontsize=8)
     if len(order) <= 30:

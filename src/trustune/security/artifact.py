@@ -4,7 +4,8 @@ Every payload (any file inside a folder of the run: ``model/``, ``checkpoints/``
 as ``NAME.enc``. The records at the top of the run (``trustune.json``, ``metrics.json``,
 ``report.html``, ``explanations.json``, ...) stay readable: they describe the model, they are not
 the model. The manifest gains an ``encryption`` section. Output is
-written to a temporary folder that replaces the target in one rename: a failure leaves nothing.
+written to a temporary folder that replaces the target in one rename: a failure leaves nothing,
+and what a killed command leaves is repaired by the next one (``trustune.artifact.recover_run``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from trustune.artifact import MANIFEST, atomic_dir, atomic_write_json, hash_files, utc_now
+from trustune.artifact import (
+    MANIFEST,
+    atomic_dir,
+    atomic_write_json,
+    hash_files,
+    recover_dir,
+    recover_run,
+    utc_now,
+)
 from trustune.artifact import read_manifest as _read_manifest
 from trustune.errors import ArtifactError, IntegrityError, SecurityError
 from trustune.progress import Progress
@@ -31,7 +40,7 @@ from trustune.security.envelope import (
     unwrap_data_key,
     wrap_data_key,
 )
-from trustune.security.format import DEFAULT_CHUNK_SIZE, open_stream, seal_stream
+from trustune.security.format import DEFAULT_CHUNK_SIZE, open_stream, plaintext_size, seal_stream
 from trustune.security.keys import KeySource, Passphrase, ScryptParams, SecretKey, generate_key
 from trustune.security.opener import SealedFileOpener, decrypt_all, default_workers
 
@@ -91,6 +100,7 @@ def _target(run_dir: Path, output: str | Path | None) -> Path:
     if output is None:
         return run_dir
     target = Path(output)
+    recover_dir(target)  # a killed earlier run of the same command may have left it half-made
     if target.exists():
         raise ArtifactError(f"{target} already exists; choose another --output or remove it")
     return target
@@ -115,6 +125,7 @@ def encrypt_run(
     passphrase; ``random`` is replaceable for reproducible tests only.
     """
     run_dir = Path(run)
+    recover_run(run_dir)
     manifest = _read_manifest(run_dir)
     if is_encrypted(manifest):
         raise SecurityError(
@@ -157,6 +168,7 @@ def encrypt_run(
 
 
 def _open(run_dir: Path, key: KeySource) -> tuple[dict[str, Any], EncryptionInfo, SecretKey]:
+    recover_run(run_dir)
     manifest = _read_manifest(run_dir)
     if not is_encrypted(manifest):
         raise SecurityError(f"{run_dir} is not encrypted; there is nothing to decrypt or rekey")
@@ -241,6 +253,10 @@ class SealedFolder:
     def names(self) -> list[str]:
         return [n[len(self._prefix) :] for n in self._run.names() if n.startswith(self._prefix)]
 
+    def size(self, name: str) -> int:
+        """Plaintext bytes of one file, from the sealed file's size (nothing is decrypted)."""
+        return self._run.size(self._prefix + name)
+
     def read(self, name: str) -> np.ndarray:
         pending = self._pending.pop(name, None)
         if pending is not None:
@@ -292,8 +308,7 @@ class SealedRun:
     def folder(self, folder: str) -> SealedFolder:
         return SealedFolder(self, folder)
 
-    def opener(self, name: str) -> SealedFileOpener:
-        """Start opening one sealed file: threads call ``work()``, one calls ``finish()``."""
+    def _sealed_path(self, name: str) -> Path:
         if name not in self.info.sealed_files:
             raise ArtifactError(f"{self.run_dir} has no sealed file {name}")
         path = self.run_dir / (name + self.info.suffix)
@@ -301,6 +316,16 @@ class SealedRun:
             raise IntegrityError(
                 f"{path} is missing; the encrypted run is incomplete. Restore it from a good copy"
             )
+        return path
+
+    def size(self, name: str) -> int:
+        """Plaintext bytes of one sealed file, from its size on disk."""
+        path = self._sealed_path(name)
+        return plaintext_size(path.stat().st_size, self.info.chunk_size, name=name)
+
+    def opener(self, name: str) -> SealedFileOpener:
+        """Start opening one sealed file: threads call ``work()``, one calls ``finish()``."""
+        path = self._sealed_path(name)
         return SealedFileOpener(
             path, data_key=self._data_key, artifact_id=self.info.artifact_id, name=name
         )

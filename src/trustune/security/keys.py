@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ __all__ = [
     "derive_key",
     "generate_key",
     "key_from_env",
+    "looks_like_key",
     "read_key_file",
     "resolve_key",
     "write_key_file",
@@ -43,6 +45,8 @@ ENV_PASSPHRASE = "TRUSTUNE_PASSPHRASE"
 _KEY_PREFIX = "trustune-key-v1:"
 _KEY_ID_LABEL = b"trustune key id v1"
 _MIN_NEW_PASSPHRASE = 8
+# A run of 32+ base64 characters mixing cases (and digits): key material, not a file name.
+_KEY_LIKE = re.compile(r"[A-Za-z0-9+_-]{32,}={0,2}")
 
 
 class SecretKey:
@@ -233,8 +237,27 @@ def write_key_file(path: str | Path, key: SecretKey, *, overwrite: bool = False)
     return target
 
 
-def read_key_file(path: str | os.PathLike[str]) -> SecretKey:
-    """The key in a key file written by ``trustune keygen``."""
+def looks_like_key(value: str) -> bool:
+    """Whether a value given as a path is rather key material (never echo it then)."""
+    if _KEY_PREFIX in value:
+        return True
+    for part in re.split(r"[/\\\s]", value):
+        if not _KEY_LIKE.fullmatch(part):
+            continue
+        upper, lower = any(c.isupper() for c in part), any(c.islower() for c in part)
+        if upper and lower and (len(part) >= 40 or any(c.isdigit() for c in part)):
+            return True
+    return False
+
+
+def read_key_file(path: str | os.PathLike[str], *, what: str = "the key-file path") -> SecretKey:
+    """The key in a key file written by ``trustune keygen``; ``what`` names the path's origin."""
+    text_path = os.fspath(path)
+    if looks_like_key(text_path) and not os.path.lexists(text_path):
+        raise MissingKeyError(
+            f"{what} looks like a key, not a path; put the key in a file (mode 0600) and pass "
+            "its path"
+        )
     source = Path(path)
     try:
         text = source.read_text(encoding="ascii")
@@ -254,7 +277,7 @@ def key_from_env(environ: Mapping[str, str] | None = None) -> KeySource | None:
     """The key named by ``TRUSTUNE_KEY_FILE``, ``TRUSTUNE_KEY`` or ``TRUSTUNE_PASSPHRASE``."""
     env = os.environ if environ is None else environ
     if env.get(ENV_KEY_FILE):
-        return read_key_file(env[ENV_KEY_FILE])
+        return read_key_file(env[ENV_KEY_FILE], what=f"${ENV_KEY_FILE}")
     if env.get(ENV_KEY):
         return SecretKey.from_text(env[ENV_KEY], source=f"${ENV_KEY}")
     if env.get(ENV_PASSPHRASE):
@@ -269,7 +292,7 @@ def resolve_key(key: KeySource | str | os.PathLike[str] | None) -> KeySource | N
     if isinstance(key, SecretKey | Passphrase):
         return key
     if isinstance(key, str | os.PathLike):
-        return read_key_file(key)
+        return read_key_file(key, what="the key argument")
     raise SecurityError(
         f"key: expected a key-file path, a SecretKey or a Passphrase, not {type(key).__name__}"
     )

@@ -34,6 +34,9 @@ class VerifiedFolder:
     def names(self) -> list[str]:
         return [n[len(self._prefix) :] for n in self._hashes if n.startswith(self._prefix)]
 
+    def size(self, name: str) -> int:
+        return (self._root / name).stat().st_size
+
     def read(self, name: str) -> np.ndarray:
         path = self._root / name
         data = np.fromfile(path, dtype=np.uint8)  # writable: tensors can share it

@@ -1,9 +1,12 @@
 """Provenance: Ed25519 signatures over the manifest, and the SHA-256 of every file of a run.
 
-``trustune.sig`` holds the signature of the canonical manifest (sorted keys, compact JSON,
-without ``encryption.key_wrap`` so that rekeying keeps a signature valid: a replaced wrapping
-can only make decryption fail). The manifest's ``files`` map lists every file of the run but
-``trustune.json`` and ``trustune.sig``; verification fails on a changed, missing or extra file.
+``trustune.sig`` (format 2) holds the signature of a signed version number, the signing time
+and the canonical manifest (sorted keys, compact JSON, without ``encryption.key_wrap`` so that
+rekeying keeps a signature valid: a replaced wrapping can only make decryption fail). A reader
+can require a minimum version or time, so an older signed copy of a run (a rollback) is refused.
+Format-1 signatures (the manifest only) still verify, with a notice that they carry neither.
+The manifest's ``files`` map lists every file of the run but ``trustune.json`` and
+``trustune.sig``; verification fails on a changed, missing or extra file.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import datetime as dt
 import hashlib
 import json
 import os
@@ -27,6 +31,7 @@ from trustune.artifact import (
     atomic_write_json,
     atomic_write_text,
     read_manifest,
+    recover_run,
     utc_now,
 )
 from trustune.data.dataset import file_sha256
@@ -42,11 +47,15 @@ __all__ = [
     "read_public_key",
     "read_signing_key",
     "sign_run",
+    "signature_record",
+    "signed_bytes",
     "verify_run",
     "write_signing_key",
 ]
 
 _DOMAIN = b"trustune.manifest.v1\n"
+_DOMAIN_V2 = b"trustune.signature.v2\n"
+SIGNATURE_FORMAT = 2
 _UNSIGNED = (MANIFEST, SIGNATURE_FILE)
 
 
@@ -183,6 +192,40 @@ def canonical_manifest(manifest: dict[str, Any]) -> bytes:
     return _DOMAIN + text.encode("utf-8")
 
 
+def signed_bytes(manifest: dict[str, Any], *, version: int, signed: str) -> bytes:
+    """What a format-2 signature covers: its version and time, then the canonical manifest."""
+    head = json.dumps({"signed": signed, "version": version}, sort_keys=True, separators=(",", ":"))
+    return _DOMAIN_V2 + head.encode("utf-8") + b"\n" + canonical_manifest(manifest)
+
+
+def signature_record(
+    manifest: dict[str, Any], signing_key: SigningKey, *, version: int, signed: str
+) -> dict[str, Any]:
+    """The ``trustune.sig`` record (format 2) of a manifest signed as ``version`` at ``signed``."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise SecurityError(f"a signature version is an integer of at least 1, not {version!r}")
+    signature = signing_key.sign(signed_bytes(manifest, version=version, signed=signed))
+    return {
+        "format": "trustune.signature",
+        "format_version": SIGNATURE_FORMAT,
+        "algorithm": "Ed25519",
+        "key_id": signing_key.public_key().key_id,
+        "version": version,
+        "signed": signed,
+        "signature": base64.b64encode(signature).decode(),
+    }
+
+
+def _previous_version(run_dir: Path) -> int | None:
+    """The version of the signature the run carries now, if it has a format-2 one."""
+    try:
+        record = json.loads((run_dir / SIGNATURE_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    version = record.get("version") if isinstance(record, dict) else None
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
 def _current_hashes(run_dir: Path) -> dict[str, str]:
     return {n: file_sha256(run_dir / n) for n in list_run_files(run_dir) if n not in _UNSIGNED}
 
@@ -199,14 +242,24 @@ def _compare(recorded: dict[str, str], current: dict[str, str]) -> list[str]:
     return problems
 
 
-def sign_run(run: str | Path, signing_key: SigningKey) -> Path:
+def sign_run(run: str | Path, signing_key: SigningKey, *, version: int | None = None) -> Path:
     """Record the hash of every file in the manifest and sign it; returns ``trustune.sig``.
 
-    Files the manifest already lists must still match it: a file changed since the run was
-    written is refused rather than signed.
+    The signature covers ``version`` (default: one more than the run's current signature, or 1)
+    and the signing time. Files the manifest already lists must still match it: a file changed
+    since the run was written is refused rather than signed.
     """
     run_dir = Path(run)
+    recover_run(run_dir)
     manifest = read_manifest(run_dir)
+    previous = _previous_version(run_dir)
+    if version is None:
+        version = (previous or 0) + 1
+    elif previous is not None and version < previous:
+        raise SecurityError(
+            f"{run_dir} is signed as version {previous}; a new signature cannot go back to "
+            f"version {version} (pass --version {previous} or higher)"
+        )
     current = _current_hashes(run_dir)
     recorded = manifest.get("files") or {}
     stale = _compare(recorded, {n: h for n, h in current.items() if n in recorded})
@@ -216,16 +269,8 @@ def sign_run(run: str | Path, signing_key: SigningKey) -> Path:
             "Restore the files, or rebuild the run"
         )
     manifest["files"] = current
+    record = signature_record(manifest, signing_key, version=version, signed=utc_now())
     atomic_write_json(run_dir / MANIFEST, manifest)
-    public = signing_key.public_key()
-    record = {
-        "format": "trustune.signature",
-        "format_version": 1,
-        "algorithm": "Ed25519",
-        "key_id": public.key_id,
-        "signed": utc_now(),
-        "signature": base64.b64encode(signing_key.sign(canonical_manifest(manifest))).decode(),
-    }
     atomic_write_json(run_dir / SIGNATURE_FILE, record)
     return run_dir / SIGNATURE_FILE
 
@@ -237,6 +282,9 @@ class Verification:
     run_dir: Path
     key_id: str
     files: int
+    version: int | None = None  # the signed version (None: a format-1 signature has none)
+    signed: dt.datetime | None = None  # the signed time, UTC
+    notice: str | None = None  # what the caller should tell the user (an old signature format)
 
 
 def _read_signature(run_dir: Path) -> dict[str, Any]:
@@ -255,16 +303,53 @@ def _read_signature(run_dir: Path) -> dict[str, Any]:
     return record
 
 
+def _signed_time(text: Any, where: Path) -> dt.datetime:
+    try:
+        when = dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        raise SignatureError(f"{where} is damaged (signed time {text!r})") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def _check_minimum(
+    run_dir: Path, version: int | None, signed: dt.datetime | None, *,
+    min_version: int | None, signed_after: dt.datetime | None,
+) -> None:  # fmt: skip
+    """Refuse a signature older than the caller requires (a rolled-back copy of the run)."""
+    if (min_version is not None or signed_after is not None) and version is None:
+        raise SignatureError(
+            f"{run_dir} carries a format-1 signature, which signs no version or time, so "
+            "--min-version / --signed-after cannot be checked; sign the run again"
+        )
+    if min_version is not None and version is not None and version < min_version:
+        raise SignatureError(
+            f"{run_dir} is signed as version {version}, older than the version {min_version} "
+            "required (--min-version); it may be an old copy put back. Use the current run"
+        )
+    if signed_after is not None and signed is not None:
+        after = signed_after if signed_after.tzinfo else signed_after.replace(tzinfo=dt.UTC)
+        if signed < after:
+            raise SignatureError(
+                f"{run_dir} was signed at {signed.isoformat()}, before the "
+                f"{after.isoformat()} required (--signed-after); it may be an old copy put "
+                "back. Use the current run"
+            )
+
+
 def verify_run(
-    run: str | Path, public_key: PublicKey, *, manifest: dict[str, Any] | None = None
-) -> Verification:
+    run: str | Path, public_key: PublicKey, *, manifest: dict[str, Any] | None = None,
+    min_version: int | None = None, signed_after: dt.datetime | None = None,
+) -> Verification:  # fmt: skip
     """Check the signature of the manifest, then every file against it; raises on any mismatch.
 
     ``manifest`` is the manifest already read by the caller (default: read it): the one that is
-    verified is then the one the caller goes on to use.
+    verified is then the one the caller goes on to use. ``min_version`` / ``signed_after``
+    refuse a signature of a lower version or an earlier time (naive times are UTC).
     """
     run_dir = Path(run)
-    manifest = read_manifest(run_dir) if manifest is None else manifest
+    if manifest is None:
+        recover_run(run_dir)
+        manifest = read_manifest(run_dir)
     record = _read_signature(run_dir)
     if record.get("key_id") != public_key.key_id:
         raise SignatureError(
@@ -275,11 +360,33 @@ def verify_run(
         signature = base64.b64decode(record["signature"], validate=True)
     except (KeyError, TypeError, ValueError, binascii.Error):
         raise SignatureError(f"{run_dir / SIGNATURE_FILE} is damaged (no signature)") from None
-    if not public_key.verify(signature, canonical_manifest(manifest)):
+    version: int | None = None
+    signed: dt.datetime | None = None
+    notice = None
+    record_format = record.get("format_version", 1)
+    if record_format == 1:
+        payload = canonical_manifest(manifest)
+        notice = (
+            f"{run_dir} carries a format-1 signature: its signing time and version are not "
+            "signed; sign the run again to add them"
+        )
+    elif record_format == SIGNATURE_FORMAT:
+        version = record.get("version")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise SignatureError(f"{run_dir / SIGNATURE_FILE} is damaged (version {version!r})")
+        signed = _signed_time(record.get("signed"), run_dir / SIGNATURE_FILE)
+        payload = signed_bytes(manifest, version=version, signed=str(record["signed"]))
+    else:
+        raise SignatureError(
+            f"{run_dir / SIGNATURE_FILE} has signature format {record_format!r}, newer than this "
+            "trustune reads; upgrade trustune"
+        )
+    if not public_key.verify(signature, payload):
         raise SignatureError(
             f"the signature of {run_dir} does not match its manifest: trustune.json was changed "
             "after signing (or trustune.sig was)"
         )
+    _check_minimum(run_dir, version, signed, min_version=min_version, signed_after=signed_after)
     recorded = manifest.get("files") or {}
     problems = _compare(recorded, _current_hashes(run_dir))
     if problems:
@@ -287,4 +394,7 @@ def verify_run(
             f"{run_dir} fails verification: {'; '.join(problems)}. The signed manifest is "
             "intact, the files are not: restore them from a good copy"
         )
-    return Verification(run_dir=run_dir, key_id=public_key.key_id, files=len(recorded))
+    return Verification(
+        run_dir=run_dir, key_id=public_key.key_id, files=len(recorded), version=version,
+        signed=signed, notice=notice,
+    )  # fmt: skip

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
@@ -24,7 +25,7 @@ from trustune.serve.concurrency import ConcurrencyLimitMiddleware, InFlight
 from trustune.serve.console import console_router
 from trustune.serve.metrics import ServeMetrics
 from trustune.serve.ratelimit import RateLimiter
-from trustune.serve.recording import RecordRequestsMiddleware
+from trustune.serve.recording import CLIENT_GONE, RecordRequestsMiddleware
 from trustune.serve.schemas import ModelInfo, PrivacyOut
 from trustune.serve.settings import ServeSettings
 from trustune.serve.state import ServerState
@@ -56,6 +57,7 @@ def create_app(
         raise ConfigError("a server with API keys needs a store (store=trustune.store.Store...)")
     metrics = ServeMetrics()
     in_flight = InFlight()
+    metrics.in_flight.set_function(lambda: in_flight.total)
     batcher = MicroBatcher(
         lambda texts: classifier.predict(texts, batch_size=settings.max_batch),
         max_batch=settings.max_batch,
@@ -66,8 +68,10 @@ def create_app(
     audit = None
     if store is not None:
         audit = AuditWriter(
-            store.record, flush_ms=settings.audit_flush_ms, on_written=metrics.audit_written.inc
-        )
+            store.record, flush_ms=settings.audit_flush_ms, retry_s=settings.audit_retry_s,
+            on_written=metrics.audit_written.inc, on_retry=metrics.audit_retries.inc,
+            on_dropped=metrics.audit_dropped.inc,
+        )  # fmt: skip
     from trustune.explain import ExplainableModel, methods_for
 
     methods = tuple(methods_for(ExplainableModel.from_classifier(classifier)))
@@ -78,6 +82,7 @@ def create_app(
         batcher=batcher,
         authenticator=Authenticator(store) if store is not None else None,
         rate_limiter=RateLimiter(),
+        address_limiter=RateLimiter(),
         audit=audit,
         metrics=metrics,
         in_flight=in_flight,
@@ -113,29 +118,61 @@ def create_app(
     add_api_docs(app, title="trustune")
     app.state.trustune = server
     app.add_exception_handler(RequestValidationError, _validation_error)
-    from trustune.serve.routes import router
+    from trustune.serve.routes import ClientDisconnected, router
 
+    app.add_exception_handler(ClientDisconnected, _client_gone)
     app.include_router(router)
     app.include_router(console_router)
-    # outermost last: body limit first, then the concurrency limit, then recording
-    app.add_middleware(RecordRequestsMiddleware, server=server)
+    every_route = [*app.routes, *router.routes, *console_router.routes]
+    paths = frozenset(
+        path for path in (str(getattr(r, "path", "{")) for r in every_route) if "{" not in path
+    )
+    # Added innermost first. Outermost, recording sees every answer (413, 408, 503 included);
+    # then the concurrency limit, which counts a request while its body is still arriving;
+    # then the body limits (size and read timeout), so a slow upload holds a slot until it ends.
+    app.add_middleware(
+        BodyLimitMiddleware, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+    )
     app.add_middleware(
         ConcurrencyLimitMiddleware, limit=settings.max_concurrency, in_flight=in_flight
     )
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(RecordRequestsMiddleware, server=server, paths=paths)
     return app
 
 
+_MAX_ERRORS = 10  # a body of 10,000 bad texts gets the first ten problems, not 10,000
+_MAX_MSG_CHARS = 300
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    """422 with where and what, without echoing the input back (it may be huge, or not even
-    encodable: a lone surrogate)."""
+    """422 naming the field and the problem, never echoing the input back (it may be huge, secret,
+    or not even encodable: a lone surrogate)."""
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
     detail = [
-        {"type": str(e.get("type", "value_error")), "loc": list(e.get("loc", ())),
-         "msg": str(e.get("msg", "invalid request"))}
-        for e in errors
+        {"type": str(e.get("type", "value_error"))[:64], "loc": _location(e.get("loc", ())),
+         "msg": str(e.get("msg", "invalid request"))[:_MAX_MSG_CHARS]}
+        for e in errors[:_MAX_ERRORS]
     ]  # fmt: skip
     return JSONResponse({"detail": detail}, status_code=422)
+
+
+def _location(loc: Any) -> list[str | int]:
+    """Where the problem is; a key that is not a plain field name (it came from the caller's
+    body) is shown as ``<key>``, not echoed."""
+    parts: list[str | int] = []
+    for part in list(loc)[:8]:
+        plain_index = isinstance(part, int) and not isinstance(part, bool)
+        if plain_index or (isinstance(part, str) and _FIELD_NAME.fullmatch(part)):
+            parts.append(part)
+        else:
+            parts.append("<key>")
+    return parts
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """Nobody is left to read an answer; the status is for the audit log and the metrics."""
+    return Response(status_code=CLIENT_GONE)
 
 
 def model_info(

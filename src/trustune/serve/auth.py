@@ -3,6 +3,9 @@
 401 for a missing, unknown, expired or revoked key; 403 for a key whose role does not allow the
 route; 429 (with ``Retry-After``) when the key's token bucket is empty. A key's record is cached
 for at most one second, so a revocation takes effect within that second on every replica.
+
+Each 401 also takes a token from the bucket of the client's address; while that bucket is empty,
+the address gets 429 before any key is looked up, so guessing keys costs the server nothing.
 """
 
 from __future__ import annotations
@@ -72,6 +75,47 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+def _retry_after(wait: float) -> str:
+    return "3600" if math.isinf(wait) else str(max(1, math.ceil(wait)))
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
+def _address_over_limit(server: ServerState, wait: float) -> HTTPException:
+    retry = _retry_after(wait)
+    settings = server.settings
+    return HTTPException(
+        429,
+        detail="too many requests without a valid API key from this address "
+        f"({settings.address_rate_per_s:g}/s, burst {settings.address_burst}); "
+        f"retry after {retry} s with a valid key",
+        headers={"Retry-After": retry},
+    )
+
+
+def _check_address(server: ServerState, address: str) -> None:
+    """429 while ``address`` has used up its allowance of requests without a valid key."""
+    settings = server.settings
+    wait = server.address_limiter.wait(
+        address, rate_per_s=settings.address_rate_per_s, burst=settings.address_burst
+    )
+    if wait > 0:
+        raise _address_over_limit(server, wait)
+
+
+def _refused(server: ServerState, address: str, detail: str) -> HTTPException:
+    """401 for a request without a valid key, charged to its address (429 once it has none)."""
+    settings = server.settings
+    wait = server.address_limiter.acquire(
+        address, rate_per_s=settings.address_rate_per_s, burst=settings.address_burst
+    )
+    if wait > 0:
+        return _address_over_limit(server, wait)
+    return _unauthorized(detail)
+
+
 def require_role(needed: Role) -> Callable[..., Awaitable[ApiKey | None]]:
     """A FastAPI dependency: the caller's key, which must be active and allow ``needed``."""
 
@@ -82,8 +126,12 @@ def require_role(needed: Role) -> Callable[..., Awaitable[ApiKey | None]]:
         server: ServerState = request.app.state.trustune
         if not server.settings.auth:
             return None
+        address = _address(request)
+        _check_address(server, address)
         if credentials is None or not credentials.credentials:
-            raise _unauthorized("missing API key: send the header `Authorization: Bearer KEY`")
+            raise _refused(
+                server, address, "missing API key: send the header `Authorization: Bearer KEY`"
+            )
         assert server.authenticator is not None  # create_app: auth needs a store
         try:
             key = await server.authenticator.lookup(credentials.credentials)
@@ -93,13 +141,15 @@ def require_role(needed: Role) -> Callable[..., Awaitable[ApiKey | None]]:
                 headers={"Retry-After": "1"},
             ) from None  # fmt: skip
         if key is None:
-            raise _unauthorized("unknown API key; create one with `trustune keys create`")
+            raise _refused(
+                server, address, "unknown API key; create one with `trustune keys create`"
+            )
         request.state.key_id = key.id
         now = datetime.now(UTC)
         if key.revoked_at is not None:
-            raise _unauthorized(f"API key {key.id} was revoked; ask for a new key")
+            raise _refused(server, address, f"API key {key.id} was revoked; ask for a new key")
         if not key.active(now):
-            raise _unauthorized(f"API key {key.id} has expired; ask for a new key")
+            raise _refused(server, address, f"API key {key.id} has expired; ask for a new key")
         if not key.role.allows(needed):
             raise HTTPException(
                 403,
@@ -108,7 +158,7 @@ def require_role(needed: Role) -> Callable[..., Awaitable[ApiKey | None]]:
             )
         wait = server.rate_limiter.acquire(key.id, rate_per_s=key.rate_per_s, burst=key.burst)
         if wait > 0:
-            retry = "3600" if math.isinf(wait) else str(max(1, math.ceil(wait)))
+            retry = _retry_after(wait)
             raise HTTPException(
                 429,
                 detail=f"API key {key.id} is over its rate limit ({key.rate_per_s:g} requests/s, "

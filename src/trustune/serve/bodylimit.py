@@ -1,7 +1,9 @@
-"""A request body size limit that also holds for chunked bodies sent without Content-Length."""
+"""A request body size limit that also holds for chunked bodies sent without Content-Length, and a
+deadline for the whole body to arrive (slow or stalled uploads are answered 408)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from trustune.serve.responses import send_json_error
@@ -13,16 +15,18 @@ Message = dict[str, Any]
 
 
 class BodyLimitMiddleware:
-    """ASGI middleware: read the body (at most ``limit`` bytes) before the app sees it, else 413.
+    """ASGI middleware: read the body (at most ``limit`` bytes, within ``timeout_s``) before the app
+    sees it; 413 when it is too large, 408 when it is too slow.
 
     A declared ``Content-Length`` over the limit is refused before anything is read; a body without
     one is counted as it arrives and refused as soon as it passes the limit, so no more than
-    ``limit`` bytes are ever held per request.
+    ``limit`` bytes are ever held per request. Both refusals close the connection.
     """
 
-    def __init__(self, app: Any, *, limit: int) -> None:
+    def __init__(self, app: Any, *, limit: int, timeout_s: float) -> None:
         self.app = app
         self.limit = limit
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -34,19 +38,37 @@ class BodyLimitMiddleware:
             return
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message: Message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
+        outcome = "complete"
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                while True:
+                    message: Message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return  # nobody to answer; the recording middleware notes the 499
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.limit:
+                        outcome = "too large"
+                        break
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            outcome = "too slow"
+        if outcome != "complete":
+            chunks.clear()
+            if outcome == "too large":
                 await self._too_large(send, None)
                 return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+            await send_json_error(
+                send, 408,
+                f"the request body did not arrive within {self.timeout_s:g} s "
+                f"({size} bytes came): send it faster, or send less per request",
+                headers=[(b"connection", b"close")],
+            )  # fmt: skip
+            return
         body = b"".join(chunks)
+        chunks.clear()
         replayed = False
 
         async def replay() -> Message:

@@ -39,10 +39,19 @@ class ServeMetrics:
             buckets=_LATENCY_BUCKETS, registry=self.registry,
         )  # fmt: skip
         self.in_flight = Gauge(
-            "trustune_in_flight", "API requests being handled now", registry=self.registry
-        )
+            "trustune_in_flight", "requests being handled now, bodies still arriving included",
+            registry=self.registry,
+        )  # fmt: skip
         self.audit_written = Counter(
             "trustune_audit_entries_written", "audit entries written to the store",
+            registry=self.registry,
+        )  # fmt: skip
+        self.audit_retries = Counter(
+            "trustune_audit_write_retries", "audit writes that failed and were tried again",
+            registry=self.registry,
+        )  # fmt: skip
+        self.audit_dropped = Counter(
+            "trustune_audit_dropped", "audit entries that could not be written (see the log)",
             registry=self.registry,
         )  # fmt: skip
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Annotated, Any
+from concurrent.futures import Future
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -27,9 +28,10 @@ from trustune.serve.schemas import (
 from trustune.serve.state import ServerState
 from trustune.store import Role
 
-__all__ = ["router"]
+__all__ = ["ClientDisconnected", "router"]
 
 router = APIRouter()
+T = TypeVar("T")
 
 PredictKey = Annotated[Any, Depends(require_role(Role.PREDICT))]
 ExplainKey = Annotated[Any, Depends(require_role(Role.EXPLAIN))]
@@ -49,6 +51,34 @@ _BODY_ERRORS: dict[int | str, dict[str, Any]] = {
 def _server(request: Request) -> ServerState:
     server: ServerState = request.app.state.trustune
     return server
+
+
+class ClientDisconnected(Exception):
+    """The client went away while its request waited for the model (answered 499, audited)."""
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has disconnected (after the body only that message comes)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _answer(request: Request, future: Future[T]) -> T:
+    """The model thread's answer; if the client disconnects first, cancel the work instead."""
+    answer = asyncio.wrap_future(future)
+    gone = asyncio.ensure_future(_disconnected(request))
+    waiting: set[asyncio.Future[Any]] = {answer, gone}
+    try:
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # this task was cancelled (shutdown): drop the work too
+        answer.cancel()
+        raise
+    finally:
+        gone.cancel()
+    if answer.done():
+        return answer.result()
+    answer.cancel()  # cancels ``future``: the batcher drops its pieces that have not run
+    raise ClientDisconnected
 
 
 def _invalid(field: str, message: str, kind: str = "value_error") -> RequestValidationError:
@@ -87,7 +117,8 @@ def _check_texts(request: Request, texts: list[str], *, limit: int) -> None:
 async def predict(body: PredictRequest, request: Request, _key: PredictKey) -> PredictResponse:
     server = _server(request)
     _check_texts(request, body.texts, limit=server.settings.max_texts)
-    predictions = await asyncio.wrap_future(server.batcher.submit(body.texts))
+    owner = getattr(_key, "id", None)  # turns are shared per API key
+    predictions = await _answer(request, server.batcher.submit(body.texts, owner=owner))
     return PredictResponse(predictions=[PredictionOut(**p.to_dict()) for p in predictions])
 
 
@@ -99,17 +130,15 @@ async def explain(body: ExplainRequest, request: Request, _key: ExplainKey) -> E
     server = _server(request)
     _check_texts(request, body.texts, limit=server.settings.max_explain_texts)
     if body.method not in server.methods:
-        raise _invalid(
-            "method", f"unknown method {body.method!r}; this model supports {list(server.methods)}"
+        raise _invalid(  # the value itself is not echoed: it may be huge
+            "method", f"unknown method; this model supports {list(server.methods)}"
         )
     target = None
     if body.target is not None:
         labels = server.classifier.labels
         matches = [label for label in labels if str(label) == str(body.target)]
         if not matches:
-            raise _invalid(
-                "target", f"unknown label {body.target!r}; the labels are {list(labels)}"
-            )
+            raise _invalid("target", f"unknown label; the labels are {list(labels)}")
         target = matches[0]
     if not body.texts:
         return ExplainResponse(explanations=[])
@@ -119,7 +148,7 @@ async def explain(body: ExplainRequest, request: Request, _key: ExplainKey) -> E
         return classifier.explain(texts, method=body.method, target=target)
 
     try:
-        explanations = await asyncio.wrap_future(server.batcher.run(work))
+        explanations = await _answer(request, server.batcher.run(work))
     except TrustuneError as e:
         raise _invalid("texts", str(e)) from None
     return ExplainResponse(explanations=[_explanation(e.to_dict()) for e in explanations])

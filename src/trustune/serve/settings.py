@@ -38,16 +38,20 @@ class ServeSettings:
     max_texts: int = 10_000  # texts per predict request (422 above)
     max_chars: int = 10_000  # characters per text (422 above)
     max_explain_texts: int = 16  # texts per explain request (422 above)
-    max_concurrency: int = 256  # requests in flight at once (503 above)
+    max_concurrency: int = 256  # requests in flight at once, bodies still arriving too (503 above)
+    body_timeout_s: float = 10.0  # a request body must arrive within this (408 after)
+    address_rate_per_s: float = 2.0  # requests without a valid key: refill per client address
+    address_burst: int = 20  # ... and how many in a row (429 beyond)
     log_texts: bool = False  # keep the raw texts in the audit log (off: never stored)
     audit_flush_ms: float = 200.0  # the audit writer batches entries for this long
+    audit_retry_s: float = 30.0  # a failing audit write is retried (with backoff) this long
     graceful_timeout_s: float = 30.0  # SIGTERM: in-flight requests get this long to finish
     threads: int | None = None  # torch threads of the forward pass (None: torch's default)
 
     def __post_init__(self) -> None:
         positive = (
             "port", "workers", "max_batch", "max_body_bytes", "max_texts", "max_chars",
-            "max_explain_texts", "max_concurrency",
+            "max_explain_texts", "max_concurrency", "address_burst",
         )  # fmt: skip
         for name in positive:
             value = getattr(self, name)
@@ -59,9 +63,12 @@ class ServeSettings:
             )
         if self.port > 65535:
             raise ConfigError(f"port: {self.port} is not allowed, it must be 1-65535")
-        for name in ("max_wait_ms", "audit_flush_ms", "graceful_timeout_s"):
+        for name in ("max_wait_ms", "audit_flush_ms", "graceful_timeout_s", "audit_retry_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: {getattr(self, name)} is not allowed, it must be >= 0")
+        for name in ("body_timeout_s", "address_rate_per_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}: {getattr(self, name)} is not allowed, it must be > 0")
         if not self.auth and not is_loopback(self.host):
             raise ConfigError(
                 f"--no-auth with --host {self.host}: a server without API keys may only listen on "

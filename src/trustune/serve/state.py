@@ -27,7 +27,8 @@ class ServerState:
     store: KeyStore | None
     batcher: MicroBatcher
     authenticator: Authenticator | None
-    rate_limiter: RateLimiter
+    rate_limiter: RateLimiter  # per API key
+    address_limiter: RateLimiter  # per client address, for requests without a valid key
     audit: AuditWriter | None
     metrics: ServeMetrics
     in_flight: InFlight

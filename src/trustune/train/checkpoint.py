@@ -2,7 +2,8 @@
 
 A checkpoint is a folder ``checkpoints/step-000120/`` written under a temporary name and
 renamed when complete, so a crash or a full disk never leaves a half checkpoint behind
-and the previous one stays intact.
+and the previous one stays intact. Loading checks the names: a tensor missing from the file
+(other than a tied alias) or one the model does not have is an error, never skipped.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from trustune.artifact import io_error
 from trustune.errors import ArtifactError, CheckpointError
+from trustune.models.weights import load_weights
 
 __all__ = [
     "TrainingState",
@@ -29,6 +32,7 @@ __all__ = [
     "read_checkpoint_info",
     "save_checkpoint",
     "save_weights",
+    "save_weights_atomic",
 ]
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -115,6 +119,23 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
     save_file(state, str(path), metadata={"format": "pt"})
 
 
+def save_weights_atomic(model: torch.nn.Module, path: Path) -> None:
+    """:func:`save_weights` under a temporary name renamed into place; any failure leaves none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        save_weights(model, tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        cause = io_error(e)
+        if cause is None:
+            raise
+        raise ArtifactError(
+            f"could not write {path}: {cause.strerror or cause}; any previous version of it is intact"
+        ) from None
+
+
 def save_checkpoint(
     folder: Path,
     *,
@@ -147,8 +168,11 @@ def save_checkpoint(
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except OSError as e:
+    except BaseException as e:  # Ctrl-C or a full disk: no half checkpoint stays
         shutil.rmtree(tmp, ignore_errors=True)
+        cause = io_error(e)
+        if cause is None:
+            raise
         previous = latest_checkpoint(folder)
         kept = (
             f"the previous checkpoint {previous.name} is intact"
@@ -156,7 +180,7 @@ def save_checkpoint(
             else "no checkpoint was kept"
         )
         raise ArtifactError(
-            f"could not write checkpoint {final}: {e.strerror or e}; {kept}"
+            f"could not write checkpoint {final}: {cause.strerror or cause}; {kept}"
         ) from None
     for old in _step_dirs(folder)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
@@ -186,7 +210,9 @@ def load_checkpoint(
         tensors = load_file(str(path / "optimizer.safetensors"))
     except (OSError, json.JSONDecodeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path} cannot be read: {e}") from None
-    model.load_state_dict(weights, strict=False)
+    load_weights(
+        model, weights, where=f"checkpoint {path}", hint="; start a new run without --resume"
+    )
     optimizer.load_state_dict(_state_from_tensors(payload["optimizer"], tensors))
     scheduler.load_state_dict(payload["scheduler"])
     _restore_rng(tensors, payload["rng"])

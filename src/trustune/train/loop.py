@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trustune.artifact import MANIFEST, discard_staging, recover_run, staging_dir
 from trustune.config import Precision, RunConfig, SelectionMetric
 from trustune.data import TrainingData, load_training_data
 from trustune.errors import (
@@ -24,6 +23,8 @@ from trustune.errors import (
 from trustune.evaluate import quick_metrics
 from trustune.inference import compute_logits, softmax
 from trustune.models import ResolvedModel, load_classifier, load_tokenizer, resolve_model
+from trustune.models.consistency import check_input_fit
+from trustune.models.weights import load_weights
 from trustune.privacy.engine import (
     PoissonBatchSampler,
     PrivateTraining,
@@ -41,7 +42,7 @@ from trustune.train.checkpoint import (
     load_checkpoint,
     read_checkpoint_info,
     save_checkpoint,
-    save_weights,
+    save_weights_atomic,
 )
 from trustune.train.interrupt import StopRequest
 from trustune.train.setup import (
@@ -71,6 +72,9 @@ class TrainedModel:
     world_size: int
     stopped_early: bool
     truncated: dict[str, int]
+    # --overwrite of an existing run: the hidden sibling the new run is built in, swapped in
+    # by the run writer once complete (the old run stays whole until then)
+    staging: Path | None = None
 
 
 class _Indices(torch.utils.data.Dataset[int]):
@@ -84,8 +88,16 @@ class _Indices(torch.utils.data.Dataset[int]):
         return i
 
 
-def _prepare_output(output: Path, *, resume: bool, overwrite: bool) -> Path | None:
-    """Check the output folder; returns the checkpoint to resume from, if any."""
+def _is_run(folder: Path) -> bool:
+    return (folder / MANIFEST).is_file() or (folder / "checkpoints").is_dir()
+
+
+def _prepare_output(
+    output: Path, *, resume: bool, overwrite: bool
+) -> tuple[Path | None, Path | None]:
+    """Check the output folder; returns the checkpoint to resume from and, to replace an
+    existing run, the staging folder to train in."""
+    recover_run(output)
     checkpoints = output / "checkpoints"
     if resume:
         found = latest_checkpoint(checkpoints)
@@ -93,15 +105,20 @@ def _prepare_output(output: Path, *, resume: bool, overwrite: bool) -> Path | No
             raise CheckpointError(
                 f"no checkpoint to resume in {checkpoints}; start without --resume"
             )
-        return found
+        return found, None
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         if not overwrite:
             raise ArtifactError(
                 f"{output} already exists; pass --overwrite to replace it (the current run stays "
                 "intact until the new one is complete) or --resume to continue its training"
             )
-        shutil.rmtree(checkpoints, ignore_errors=True)
-    return None
+        if not output.is_dir() or not _is_run(output):
+            raise ArtifactError(
+                f"{output} is not a trustune run (no {MANIFEST}, no checkpoints/); --overwrite "
+                "replaces runs only. Choose another --output"
+            )
+        return None, staging_dir(output)
+    return None, None
 
 
 def _fingerprints(data: TrainingData) -> dict[str, Any]:
@@ -119,12 +136,15 @@ def _selection_value(metrics: dict[str, float], metric: SelectionMetric) -> floa
 class _Trainer:
     """One fine-tuning run; ``run()`` returns the best model."""
 
-    def __init__(self, config: RunConfig, output: Path, progress: Progress) -> None:
+    def __init__(
+        self, config: RunConfig, output: Path, progress: Progress, *, staging: Path | None = None
+    ) -> None:
         from accelerate import Accelerator
         from accelerate.state import AcceleratorState, GradientState
 
         self.config, self.output, self.progress = config, output, progress
-        self.checkpoints = output / "checkpoints"
+        self.staging = staging
+        self.checkpoints = (staging or output) / "checkpoints"
         tc = config.train
         self.precision = resolve_precision(tc.precision, cuda=torch.cuda.is_available())
         # DP-SGD (privacy/engine.py): fp32, and its own accumulation over physical batches.
@@ -156,7 +176,7 @@ class _Trainer:
         self.data = load_training_data(
             dc.train_file, validation_file=dc.validation_file, text_column=dc.text_column,
             label_column=dc.label_column, validation_fraction=dc.validation_fraction,
-            skip_bad_rows=dc.skip_bad_rows, seed=cfg.train.seed,
+            skip_bad_rows=dc.skip_bad_rows, seed=cfg.train.seed, max_chars=dc.max_chars,
         )  # fmt: skip
         self.redaction: dict[str, Any] | None = None
         if cfg.privacy.redact_pii:
@@ -173,6 +193,9 @@ class _Trainer:
             self.resolved,
             id2label=self.data.label_map.id2label(),
             attn_implementation=self.attention,
+        )
+        check_input_fit(
+            self.model, self.tokenizer, max_length=dc.max_length, where=self.resolved.source
         )
         apply_trainable(self.model, cfg.train.trainable)
         self.pad_id = self.tokenizer.pad_token_id or 0
@@ -344,11 +367,8 @@ class _Trainer:
                 state.best_metric, state.best_step = value, state.step
                 state.evaluations_without_improvement = 0
                 if acc.is_main_process:
-                    best = self.checkpoints / "best"
-                    best.mkdir(parents=True, exist_ok=True)
-                    tmp = best / ".model.safetensors.tmp"
-                    save_weights(acc.unwrap_model(self.model), tmp)
-                    os.replace(tmp, best / "model.safetensors")
+                    best = self.checkpoints / "best" / "model.safetensors"
+                    save_weights_atomic(acc.unwrap_model(self.model), best)
             else:
                 state.evaluations_without_improvement += 1
             checkpoint()
@@ -411,6 +431,13 @@ class _Trainer:
                         if not tc.evaluate_every and evaluate():
                             stopped_early = True
             except KeyboardInterrupt:
+                if self.staging is not None:  # the staging folder goes; the old run stays
+                    self.progress.end("train")
+                    raise TrainingInterrupted(
+                        f"training stopped at step {state.step}; {self.output} is unchanged "
+                        "(--overwrite replaces it only with a complete run). Start again with "
+                        "--overwrite"
+                    ) from None
                 checkpoint()
                 self.progress.end("train")
                 raise TrainingInterrupted(
@@ -433,13 +460,14 @@ class _Trainer:
         if best.exists():
             from safetensors.torch import load_file
 
-            model.load_state_dict(load_file(str(best)), strict=False)
+            load_weights(model, load_file(str(best)), where=str(best))
         model.eval()
         return TrainedModel(
             model=model, tokenizer=self.tokenizer, data=self.data, resolved=self.resolved, config=self.config,
             state=state, precision=self.precision, attention=self.attention, device=str(acc.device), world_size=acc.num_processes,
             stopped_early=stopped_early,
             truncated={"train": self.train_enc.truncated, "validation": self.val_enc.truncated},
+            staging=self.staging,
         )  # fmt: skip
 
 
@@ -459,9 +487,26 @@ def train_model(
     """Fine-tune per ``config`` with checkpoints under ``output/checkpoints``.
 
     With ``resume`` the configuration saved in the checkpoint is used; a ``config`` that
-    differs from it is refused (the schedule and data order depend on it).
+    differs from it is refused (the schedule and data order depend on it). With ``overwrite``
+    an existing run is not touched: the new one is trained in a hidden sibling folder that
+    :func:`trustune.run.write_trained_run` swaps in when complete; any failure removes it.
     """
-    resume_from = _prepare_output(output, resume=resume, overwrite=overwrite)
+    resume_from, staging = _prepare_output(output, resume=resume, overwrite=overwrite)
+    try:
+        return _train(config, output, resume_from, staging, progress or Progress())
+    except BaseException:
+        if staging is not None:
+            discard_staging(staging)
+        raise
+
+
+def _train(
+    config: RunConfig | None,
+    output: Path,
+    resume_from: Path | None,
+    staging: Path | None,
+    progress: Progress,
+) -> TrainedModel:
     if resume_from is not None:
         saved = read_checkpoint_info(resume_from)
         saved_config = RunConfig.from_dict(saved["config"], source=f"checkpoint {resume_from}")
@@ -477,6 +522,6 @@ def train_model(
     from accelerate.utils import set_seed
 
     set_seed(config.train.seed)
-    trainer = _Trainer(config, output, progress or Progress())
+    trainer = _Trainer(config, output, progress, staging=staging)
     trainer.load()
     return trainer.run(resume_from)

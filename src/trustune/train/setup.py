@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from trustune.config import Attention, Precision, Trainable, TrainConfig
+from trustune.models.weights import is_head_name
 
 __all__ = [
     "apply_trainable",
@@ -53,7 +54,7 @@ def head_parameter_names(model: torch.nn.Module) -> set[str]:
     names = {name for name, _ in model.named_parameters()}
     if not prefix or not any(name.startswith(f"{prefix}.") for name in names):
         return set()  # not a head-on-base model: no head to tell apart
-    return {n for n in names if not n.startswith(f"{prefix}.") or n.startswith(f"{prefix}.pooler.")}
+    return {n for n in names if is_head_name(n, prefix)}
 
 
 def apply_trainable(model: torch.nn.Module, trainable: Trainable) -> int:
