@@ -47,6 +47,7 @@ def test_train_predict_evaluate(
                       "--output", run, "--quiet", "--no-speed")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "run written to" in result.stdout
+    assert "majority-class baseline (always the most frequent label): 0." in result.stdout
     manifest = json.loads((run / "trustune.json").read_text(encoding="utf-8"))
     assert (
         manifest["config"]["train"]["epochs"] == 1

@@ -137,3 +137,37 @@ def test_texts_to_predict_keep_other_columns(write_csv: Write) -> None:
     assert frame["id"].tolist() == ["1", "3"]
     only = write_csv("only.csv", "message\nhi there\n")
     assert load_texts(only)[0] == ["hi there"]
+
+
+def _rows_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+    return path
+
+
+def test_swapped_text_and_label_columns_are_refused(tmp_path: Path) -> None:
+    labels = ["billing", "shipping", "account"]
+    rows = [(f"my request number {i} about {labels[i % 3]}", labels[i % 3]) for i in range(300)]
+    path = _rows_csv(tmp_path / "swapped.csv", rows)
+    message = (
+        r"the label column 'text' of .*swapped.csv looks like text, not labels: 300 of 300 "
+        r"values are distinct, \d+ characters on average; if the columns are swapped pass "
+        r"--text-column 'text' --label-column 'label'"
+    )
+    with pytest.raises(DataError, match=message):
+        load_training_data(path, text_column="label", label_column="text")
+    data = load_training_data(path)  # the right way round
+    assert len(data.label_map) == 3
+
+
+def test_many_short_labels_and_few_shot_data_are_not_taken_for_text(tmp_path: Path) -> None:
+    few_shot = [
+        (f"example text number {i}", f"a rather long label name {i % 8}") for i in range(24)
+    ]
+    assert len(load_training_data(_rows_csv(tmp_path / "few.csv", few_shot)).label_map) == 8
+    codes = [(f"text {i}", f"C{i % 150}") for i in range(300)]  # 150 short codes, 2 rows each
+    assert len(load_training_data(_rows_csv(tmp_path / "codes.csv", codes)).label_map) == 150

@@ -115,11 +115,18 @@ def run(args: argparse.Namespace) -> int:
         max_chars = classifier.manifest["config"]["data"].get("max_chars", DEFAULT_MAX_CHARS)
         err_console.print(cut_notice(cut, max_chars))
     from trustune.artifact import read_metrics
+    from trustune.evaluate.learning import check_learning
 
-    for table in metrics_table(
-        read_metrics(output)["validation"], title="validation (best checkpoint)"
-    ):
+    validation = read_metrics(output)["validation"]
+    for table in metrics_table(validation, title="validation (best checkpoint)"):
         out_console.print(table)
+    learning = check_learning(classifier.manifest, validation)
+    if learning.baseline is not None:
+        out_console.print(
+            f"majority-class baseline (always the most frequent label): {learning.baseline:.3f}"
+        )
+    for warning in learning.warnings:
+        err_console.print(f"warning: {warning}")
     err_console.print(
         f"trained {training['steps']} steps in {training['wall_time_s']:.0f} s "
         f"({training['train_samples_per_s']:.0f} samples/s, {training['precision']}); "

@@ -214,6 +214,31 @@ def _split(data: LabeledData, fraction: float, seed: int) -> tuple[LabeledData, 
     return train, val
 
 
+# A label column is taken for text when most of its values are distinct and they are long: on
+# average fewer than two examples per class, and values as long as a sentence.
+_TEXT_LIKE_DISTINCT_SHARE = 0.5
+_TEXT_LIKE_MIN_CLASSES = 20
+_TEXT_LIKE_MEAN_CHARS = 20
+
+
+def _refuse_text_as_labels(data: LabeledData, columns: Columns, path: str | Path) -> None:
+    """A :class:`DataError` when the label column holds free text (swapped columns, a wrong pick)."""
+    values = [str(v) for v in data.raw_labels]
+    distinct = len(set(values))
+    mean_chars = sum(len(v) for v in values) / len(values)
+    if (
+        distinct >= _TEXT_LIKE_MIN_CLASSES
+        and distinct > _TEXT_LIKE_DISTINCT_SHARE * len(values)
+        and mean_chars >= _TEXT_LIKE_MEAN_CHARS
+    ):
+        raise DataError(
+            f"the label column {shown(columns.label)} of {path} looks like text, not labels: "
+            f"{distinct} of {len(values)} values are distinct, {mean_chars:.0f} characters on "
+            f"average; if the columns are swapped pass --text-column {shown(columns.label)} "
+            f"--label-column {shown(columns.text)}"
+        )
+
+
 def load_training_data(
     train_file: str | Path,
     *,
@@ -230,6 +255,7 @@ def load_training_data(
         train_file, text_column=text_column, label_column=label_column,
         skip_bad_rows=skip_bad_rows, max_chars=max_chars,
     )  # fmt: skip
+    _refuse_text_as_labels(train, columns, train_file)
     label_map = LabelMap.from_values(train.raw_labels)
     train.encode(label_map, source=str(train_file))
     if validation_file is not None:

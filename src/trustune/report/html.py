@@ -15,6 +15,7 @@ from typing import Any
 import jinja2
 
 from trustune.errors import ArtifactError
+from trustune.evaluate.learning import check_learning
 from trustune.report import plots
 from trustune.report.fonts import LabelFonts, label_fonts
 from trustune.report.hyperparameters import hyperparameter_rows
@@ -258,6 +259,7 @@ def _context(
         "label_key": fonts.key(),
         "training": training,
         "hyperparameters": hyperparameter_rows(manifest),
+        "learning": check_learning(manifest, validation) if validation else None,
         "training_chart": plots.training_curves(training.get("history")),
         "results": results,
         "metric_rows": _METRIC_ROWS,
