@@ -5,8 +5,7 @@ from pathlib import Path
 import pytest
 
 from trustune.cli.main import build_parser
-from trustune.cli.train import config_flags
-from trustune.config import Precision, RunConfig, TrainConfig, load_config
+from trustune.config import Precision, RunConfig, TrainConfig, config_flags, load_config
 from trustune.errors import ConfigError
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -14,7 +13,7 @@ from markupsafe import escape
 
 from trustune.classifier import TextClassifier
 from trustune.classifier import load as _load
-from trustune.config import RunConfig, load_config
+from trustune.config import RunConfig, config_flags, load_config
 from trustune.errors import ConfigError, DataError
 from trustune.progress import Progress
 
@@ -39,15 +38,11 @@ _HEADLINE = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "pr_auc", "ece", 
 def _options() -> dict[str, tuple[str, str]]:
     """Keyword -> (section, field) for every config field: the CLI flag's name (``--dp-epsilon``
     is ``dp_epsilon``), or the field's name (``epochs``) when the flag has no name of its own."""
-    out = {}
-    defaults = RunConfig()
-    for section in dataclasses.fields(defaults):
-        for f in dataclasses.fields(getattr(defaults, section.name)):
-            if f"{section.name}.{f.name}" in _NAMED:
-                continue
-            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-            out[flag.removeprefix("--").replace("-", "_")] = (section.name, f.name)
-    return out
+    return {
+        flag.removeprefix("--").replace("-", "_"): (section, f.name)
+        for flag, section, f in config_flags()
+        if f"{section}.{f.name}" not in _NAMED
+    }
 
 
 def option_names() -> list[str]:

@@ -32,6 +32,7 @@ __all__ = [
     "RunConfig",
     "SelectionMetric",
     "TrainConfig",
+    "config_flags",
     "load_config",
 ]
 
@@ -426,6 +427,16 @@ _SECTIONS: dict[str, type] = {
 
 
 _CORE_SECTIONS = ("data", "model", "train")
+
+
+def config_flags() -> list[tuple[str, str, dataclasses.Field[Any]]]:
+    """(flag, section, field) for every configuration field: ``--dp-epsilon`` for
+    ``privacy.epsilon`` (its ``flag`` metadata), else ``--`` and the field's name."""
+    return [
+        (f.metadata.get("flag") or "--" + f.name.replace("_", "-"), section, f)
+        for section, config_type in _SECTIONS.items()
+        for f in dataclasses.fields(config_type)
+    ]
 
 
 def _section_names() -> str:

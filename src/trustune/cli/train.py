@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import enum
 from pathlib import Path
 from typing import Any
 
 from trustune.cli.common import check_output_path, cut_notice
 from trustune.cli.render import BarProgress, err_console, metrics_table, out_console
-from trustune.config import DEFAULT_MAX_CHARS, RunConfig, load_config
+from trustune.config import DEFAULT_MAX_CHARS, RunConfig, config_flags, load_config
 from trustune.errors import ConfigError
 
-__all__ = ["add_parser", "config_flags"]
-
-_SECTIONS = (("data", "data"), ("model", "model"), ("train", "train"), ("privacy", "privacy"))
-
-
-def config_flags() -> list[tuple[str, str, dataclasses.Field[Any]]]:
-    """(flag, section, field) for every configuration field: the flags are generated from them."""
-    out = []
-    defaults = RunConfig()
-    for section, attr in _SECTIONS:
-        for f in dataclasses.fields(getattr(defaults, attr)):
-            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-            out.append((flag, section, f))
-    return out
+__all__ = ["add_parser"]
 
 
 def add_parser(sub: Any) -> None:
@@ -83,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from trustune.run import write_trained_run
     from trustune.train.loop import train_model
 
-    overrides: dict[str, dict[str, Any]] = {section: {} for section, _ in _SECTIONS}
+    overrides: dict[str, dict[str, Any]] = {section: {} for _, section, _ in config_flags()}
     for key, value in vars(args).items():
         if "." in key:
             section, name = key.split(".", 1)

@@ -10,6 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from trustune.values import finite
+from trustune.values import mapping as as_mapping
+
 __all__ = ["LearningCheck", "check_learning", "majority_baseline"]
 
 # How far above the majority-class baseline an accuracy must be to count as learned: two points,
@@ -34,25 +37,24 @@ class LearningCheck:
         return {"baseline": self.baseline, "accuracy": self.accuracy, "warnings": self.warnings}
 
 
+def _class_counts(class_counts: Mapping[str, Any]) -> list[int]:
+    return [int(c) for c in map(finite, class_counts.values()) if c is not None]
+
+
 def majority_baseline(class_counts: Mapping[str, Any]) -> float | None:
     """The accuracy of always predicting the most frequent class (None without counts)."""
-    counts = [int(c) for c in class_counts.values() if isinstance(c, int | float)]
+    counts = _class_counts(class_counts)
     total = sum(counts)
     return max(counts) / total if total else None
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
 def check_learning(manifest: Mapping[str, Any], validation: Mapping[str, Any]) -> LearningCheck:
     """Compare the validation accuracy with the baseline; look at the loss and the validation size."""
-    counts = _mapping(
-        _mapping(_mapping(manifest.get("data")).get("validation")).get("class_counts")
-    )
-    baseline = majority_baseline(counts)
-    raw_accuracy = validation.get("accuracy")
-    accuracy = float(raw_accuracy) if isinstance(raw_accuracy, int | float) else None
+    split = as_mapping(as_mapping(manifest.get("data")).get("validation"))
+    class_counts = as_mapping(split.get("class_counts"))
+    counts = _class_counts(class_counts)
+    baseline = majority_baseline(class_counts)
+    accuracy = finite(validation.get("accuracy"))
     warnings: list[str] = []
     if accuracy is not None and baseline is not None and accuracy <= baseline + BASELINE_MARGIN:
         warnings.append(
@@ -60,23 +62,22 @@ def check_learning(manifest: Mapping[str, Any], validation: Mapping[str, Any]) -
             f"baseline {baseline:.3f} (always predicting the most frequent label); try more "
             "epochs, another --lr, or more rows per label"
         )
-    history = _mapping(manifest.get("training")).get("history")
+    history = as_mapping(manifest.get("training")).get("history")
+    entries = history if isinstance(history, list) else []
     losses = [
-        float(entry["train_loss"])
-        for entry in (history if isinstance(history, list) else [])
-        if isinstance(entry, Mapping) and isinstance(entry.get("train_loss"), int | float)
+        loss
+        for loss in (finite(as_mapping(e).get("train_loss")) for e in entries)
+        if loss is not None
     ]
     if len(losses) >= 2 and losses[0] > 0 and losses[-1] > (1 - MIN_LOSS_DROP) * losses[0]:
         warnings.append(
             f"the training loss barely moved ({losses[0]:.3f} → {losses[-1]:.3f}); try more "
             "epochs or a higher --lr"
         )
-    rows = sum(int(c) for c in counts.values() if isinstance(c, int | float))
-    smallest = min((int(c) for c in counts.values() if isinstance(c, int | float)), default=0)
-    if counts and (rows < MIN_VALIDATION_ROWS or smallest < MIN_VALIDATION_PER_CLASS):
+    if counts and (sum(counts) < MIN_VALIDATION_ROWS or min(counts) < MIN_VALIDATION_PER_CLASS):
         warnings.append(
-            f"the validation set is too small to select a checkpoint on ({rows} rows, "
-            f"{smallest} of the rarest label); pass a larger --validation file or a larger "
+            f"the validation set is too small to select a checkpoint on ({sum(counts)} rows, "
+            f"{min(counts)} of the rarest label); pass a larger --validation file or a larger "
             "--validation-fraction"
         )
     return LearningCheck(baseline=baseline, accuracy=accuracy, warnings=warnings)

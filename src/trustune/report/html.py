@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 import os
 import re
 import tempfile
@@ -20,6 +19,8 @@ from trustune.report import plots
 from trustune.report.fonts import LabelFonts, label_fonts
 from trustune.report.hyperparameters import hyperparameter_rows
 from trustune.report.model_card import run_name
+from trustune.values import finite
+from trustune.values import mapping as as_mapping
 
 __all__ = ["REPORT_FILENAME", "render_report", "write_report"]
 
@@ -41,34 +42,27 @@ _METRIC_ROWS = (
 )
 
 
-def _finite(value: Any) -> float | None:
-    """The value as a finite float; None for missing, NaN, bools and non-numbers."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 def _metric(value: Any, digits: int = 3) -> str:
     """A score in [0, 1] with a fixed number of decimals."""
-    number = _finite(value)
+    number = finite(value)
     return _MISSING if number is None else f"{number:.{digits}f}"
 
 
 def _number(value: Any, digits: int = 1) -> str:
     """A measurement with thousands separators."""
-    number = _finite(value)
+    number = finite(value)
     return _MISSING if number is None else f"{number:,.{digits}f}"
 
 
 def _integer(value: Any) -> str:
     """A count with thousands separators."""
-    number = _finite(value)
+    number = finite(value)
     return _MISSING if number is None else f"{round(number):,}"
 
 
 def _params(value: Any) -> str:
     """A parameter count, short and exact: '22.7 M (22,713,216)'."""
-    number = _finite(value)
+    number = finite(value)
     if number is None:
         return _MISSING
     for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
@@ -79,7 +73,7 @@ def _params(value: Any) -> str:
 
 def _duration(value: Any) -> str:
     """Seconds as '41.2 s', '12 min 5 s' or '2 h 3 min'."""
-    seconds = _finite(value)
+    seconds = finite(value)
     if seconds is None:
         return _MISSING
     if seconds < 60:
@@ -144,11 +138,6 @@ def _environment() -> jinja2.Environment:
     return environment
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    """The value when it is a mapping, else an empty one (partial manifests still render)."""
-    return value if isinstance(value, Mapping) else {}
-
-
 def _anchor(title: str, taken: set[str]) -> str:
     """A unique, URL-safe id for a section title."""
     base = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "section"
@@ -169,12 +158,12 @@ def _drawn_labels(labels: Sequence[str], results: Sequence[Mapping[str, Any]]) -
     """Every label a chart may draw: the run's, then any other an evaluation names."""
     names = list(labels)
     for result in results:
-        names += [str(name) for name in _mapping(result.get("per_class"))]
-        matrix_labels = _mapping(result.get("confusion_matrix")).get("labels")
+        names += [str(name) for name in as_mapping(result.get("per_class"))]
+        matrix_labels = as_mapping(result.get("confusion_matrix")).get("labels")
         if isinstance(matrix_labels, list):
             names += [str(name) for name in matrix_labels]
-        for curves in _mapping(result.get("curves")).values():
-            names += [str(name) for name in _mapping(curves)]
+        for curves in as_mapping(result.get("curves")).values():
+            names += [str(name) for name in as_mapping(curves)]
     return names
 
 
@@ -182,14 +171,14 @@ def _result_view(
     anchor: str, title: str, result: Mapping[str, Any], labels: Sequence[str], fonts: LabelFonts
 ) -> dict[str, Any]:
     """What the template shows for one EvalResult, its plots drawn."""
-    per_class = _mapping(result.get("per_class"))
-    speed = _mapping(result.get("speed"))
+    per_class = as_mapping(result.get("per_class"))
+    speed = as_mapping(result.get("speed"))
     return {
         "id": anchor,
         "title": title,
         "result": result,
         "per_class": [
-            (label, _mapping(per_class[label]))
+            (label, as_mapping(per_class[label]))
             for label in _in_label_order(list(per_class), labels)
         ],
         "confusion": plots.confusion_matrix(result.get("confusion_matrix"), fonts=fonts),
@@ -209,22 +198,23 @@ def _context(
     """The template's variables, built from the manifest and metrics."""
     raw_labels = manifest.get("labels")
     labels = [str(label) for label in raw_labels] if isinstance(raw_labels, list) else []
-    data = _mapping(manifest.get("data"))
-    splits = [(name, _mapping(split)) for name, split in data.items() if _mapping(split)]
-    class_keys = [key for _, split in splits for key in _mapping(split.get("class_counts"))]
+    data = as_mapping(manifest.get("data"))
+    splits = [(name, as_mapping(split)) for name, split in data.items() if as_mapping(split)]
+    class_keys = [key for _, split in splits for key in as_mapping(split.get("class_counts"))]
     class_rows = [
-        (label, [_mapping(split.get("class_counts")).get(label) for _, split in splits])
+        (label, [as_mapping(split.get("class_counts")).get(label) for _, split in splits])
         for label in _in_label_order(list(dict.fromkeys(class_keys)), labels)
     ]
-    training = _mapping(manifest.get("training"))
-    environment = _mapping(manifest.get("environment"))
+    training = as_mapping(manifest.get("training"))
+    environment = as_mapping(manifest.get("environment"))
 
     taken = {"summary", "data", "training", "environment", "files"}
-    validation = _mapping(metrics.get("validation"))
+    validation = as_mapping(metrics.get("validation"))
     evaluations = [
-        (name, _mapping(result)) for name, result in _mapping(metrics.get("evaluations")).items()
+        (name, as_mapping(result))
+        for name, result in as_mapping(metrics.get("evaluations")).items()
     ]
-    train_counts = _mapping(_mapping(data.get("train")).get("class_counts"))
+    train_counts = as_mapping(as_mapping(data.get("train")).get("class_counts"))
     fonts = label_fonts(
         [
             *_drawn_labels(labels, [validation, *(result for _, result in evaluations)]),
@@ -251,7 +241,7 @@ def _context(
         "task": manifest.get("task"),
         "created": _created(manifest.get("created")),
         "version": manifest.get("trustune_version"),
-        "model": _mapping(manifest.get("model")),
+        "model": as_mapping(manifest.get("model")),
         "labels": labels,
         "splits": splits,
         "class_rows": class_rows,
@@ -264,8 +254,8 @@ def _context(
         "results": results,
         "metric_rows": _METRIC_ROWS,
         "environment": environment,
-        "packages": sorted(_mapping(environment.get("packages")).items()),
-        "files": sorted(_mapping(manifest.get("files")).items()),
+        "packages": sorted(as_mapping(environment.get("packages")).items()),
+        "files": sorted(as_mapping(manifest.get("files")).items()),
         "extra_sections": extras,
         "nav": nav,
     }

@@ -12,7 +12,6 @@ would be an unsealed payload.
 from __future__ import annotations
 
 import functools
-import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
@@ -23,6 +22,8 @@ import yaml
 
 from trustune.artifact import atomic_write_text, hash_files
 from trustune.report.hyperparameters import hyperparameter_rows
+from trustune.values import finite
+from trustune.values import mapping as as_mapping
 
 __all__ = ["CARD_FILENAME", "render_model_card", "write_model_card"]
 
@@ -39,21 +40,9 @@ _SCORES = (  # (manifest key, model-index metric type, name, config)
 )
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    """The value when it is a mapping, else an empty one (partial manifests still render)."""
-    return value if isinstance(value, Mapping) else {}
-
-
-def _finite(value: Any) -> float | None:
-    """The value as a finite float; None for missing, NaN, bools and non-numbers."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 def _score(value: Any, digits: int = 3) -> str:
     """A score with fixed decimals, a dash when missing."""
-    number = _finite(value)
+    number = finite(value)
     return "—" if number is None else f"{number:.{digits}f}"
 
 
@@ -91,10 +80,10 @@ def base_model(model: Mapping[str, Any]) -> str | None:
 def _results(metrics: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
     """(name, result) of validation then each recorded evaluation."""
     results = []
-    if _mapping(metrics.get("validation")):
-        results.append(("validation", _mapping(metrics["validation"])))
-    for name, result in _mapping(metrics.get("evaluations")).items():
-        results.append((str(name), _mapping(result)))
+    if as_mapping(metrics.get("validation")):
+        results.append(("validation", as_mapping(metrics["validation"])))
+    for name, result in as_mapping(metrics.get("evaluations")).items():
+        results.append((str(name), as_mapping(result)))
     return results
 
 
@@ -102,7 +91,7 @@ def _front_matter(
     manifest: Mapping[str, Any], results: Sequence[tuple[str, Mapping[str, Any]]], name: str
 ) -> str:
     """The YAML metadata block, model-index included when a score was measured."""
-    privacy = _mapping(manifest.get("privacy"))
+    privacy = as_mapping(manifest.get("privacy"))
     tags = ["trustune", "text-classification"]
     if privacy.get("dp"):
         tags.append("differential-privacy")
@@ -111,19 +100,19 @@ def _front_matter(
         "pipeline_tag": "text-classification",
         "tags": tags,
     }
-    base = base_model(_mapping(manifest.get("model")))
+    base = base_model(as_mapping(manifest.get("model")))
     if base:
         meta["base_model"] = base
     entries: list[dict[str, Any]] = []
     for result_name, result in results:
         scores: list[dict[str, Any]] = []
         for key, kind, label, config in _SCORES:
-            value = _finite(result.get(key))
+            value = finite(result.get(key))
             if value is not None:
                 score = {"type": kind, "value": round(value, 4), "name": label}
                 scores.append({**score, "config": config} if config else score)
         if scores:
-            data = _mapping(result.get("data"))
+            data = as_mapping(result.get("data"))
             dataset = _file_name(data.get("path")) if data.get("path") else result_name
             entries.append(
                 {
@@ -140,18 +129,18 @@ def _front_matter(
 
 def _count(value: Any) -> str:
     """A count with thousands separators, a dash when missing."""
-    number = _finite(value)
+    number = finite(value)
     return "—" if number is None else f"{round(number):,}"
 
 
 def _privacy(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
     """What the card says about privacy: the DP guarantee, redaction, the membership audit."""
-    privacy = _mapping(manifest.get("privacy"))
+    privacy = as_mapping(manifest.get("privacy"))
     if not privacy:
         return None
     out: dict[str, Any] = {"dp": bool(privacy.get("dp"))}
     if out["dp"]:
-        delta = _finite(privacy.get("delta"))
+        delta = finite(privacy.get("delta"))
         out.update(
             epsilon=_score(privacy.get("epsilon")),
             delta="—" if delta is None else f"{delta:.3g}",
@@ -163,11 +152,11 @@ def _privacy(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
     out["redaction"] = [
         (
             _text(split),
-            _count(sum(_finite(n) or 0 for n in _mapping(_mapping(s).get("counts")).values())),
+            _count(sum(finite(n) or 0 for n in as_mapping(as_mapping(s).get("counts")).values())),
         )
-        for split, s in _mapping(privacy.get("redaction")).items()
+        for split, s in as_mapping(privacy.get("redaction")).items()
     ]
-    audit = _mapping(privacy.get("audit"))
+    audit = as_mapping(privacy.get("audit"))
     if audit:
         interval = audit.get("auc_ci")
         low, high = interval if isinstance(interval, list) and len(interval) == 2 else (None, None)
@@ -178,8 +167,8 @@ def _privacy(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
             "attack": _text(audit.get("strongest_attack")),
             "tpr_1": _score(audit.get("tpr_at_1pct_fpr")),
             "tpr_01": _score(audit.get("tpr_at_0.1pct_fpr")),
-            "members": _count(_mapping(audit.get("members")).get("used")),
-            "non_members": _count(_mapping(audit.get("non_members")).get("used")),
+            "members": _count(as_mapping(audit.get("members")).get("used")),
+            "non_members": _count(as_mapping(audit.get("non_members")).get("used")),
         }
     return out
 
@@ -203,13 +192,13 @@ def _context(
     model_files: Mapping[str, str],
 ) -> dict[str, Any]:  # fmt: skip
     """The template's variables, each made safe for where the template puts it."""
-    model = _mapping(manifest.get("model"))
-    training = _mapping(manifest.get("training"))
-    data = _mapping(manifest.get("data"))
-    train = _mapping(data.get("train"))
+    model = as_mapping(manifest.get("model"))
+    training = as_mapping(manifest.get("training"))
+    data = as_mapping(manifest.get("data"))
+    train = as_mapping(data.get("train"))
     raw_labels = manifest.get("labels")
     labels: list[Any] = raw_labels if isinstance(raw_labels, list) else []
-    max_length = _mapping(_mapping(manifest.get("config")).get("data")).get("max_length")
+    max_length = as_mapping(as_mapping(manifest.get("config")).get("data")).get("max_length")
     return {
         "name": _text(run_name),
         "architecture": _text(model.get("architecture")),
@@ -228,12 +217,12 @@ def _context(
                 "truncated": _count(part.get("truncated")),
                 "sha256": _code(part.get("sha256")),
             }
-            for name, part in ((n, _mapping(p)) for n, p in data.items())
+            for name, part in ((n, as_mapping(p)) for n, p in data.items())
             if part
         ],
         "class_counts": [
             (_code(label), _count(count))
-            for label, count in _mapping(train.get("class_counts")).items()
+            for label, count in as_mapping(train.get("class_counts")).items()
         ],
         "hyperparameters": [
             (_code(key), _code(value)) for key, value, _ in hyperparameter_rows(manifest)
@@ -249,8 +238,8 @@ def _context(
         "results": [
             {
                 "name": _text(name),
-                "file": _code(_file_name(_mapping(result.get("data")).get("path"))),
-                "rows": _count(_mapping(result.get("data")).get("rows")),
+                "file": _code(_file_name(as_mapping(result.get("data")).get("path"))),
+                "rows": _count(as_mapping(result.get("data")).get("rows")),
                 **{key: _score(result.get(key)) for key in ("accuracy", "f1_macro", "roc_auc")},
                 "ece": _score(result.get("ece")),
             }
