@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     from trustune.config import Precision
-    from trustune.train.setup import resolve_precision
+    from trustune.precision import resolve_precision
 
     precision_used = resolve_precision(
         Precision.parse(args.precision, "precision"), cuda=False

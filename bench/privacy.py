@@ -100,8 +100,8 @@ def _step_setup(spec: dict[str, Any]) -> dict[str, Any]:
     """The data and fixed batches every step system runs on."""
     import torch
 
+    from trustune.encoding import encode_texts
     from trustune.models import load_tokenizer, resolve_model
-    from trustune.train.batching import encode_texts
 
     torch.manual_seed(0)
     texts, labels = read_tsv(Path(spec["train_file"]))
@@ -126,7 +126,7 @@ def _stepper(system: str, spec: dict[str, Any], setup: dict[str, Any]) -> tuple[
     from trustune.privacy.engine import PrivateTraining, physical_batches, plan_privacy
     from trustune.train.setup import build_optimizer
 
-    batch_size, ids, labels = spec["batch_size"], setup["encoded"].input_ids, setup["labels"]
+    batch_size, labels = spec["batch_size"], setup["labels"]
     model = load_classifier(
         setup["resolved"], id2label={0: "0", 1: "1"}, attn_implementation="eager"
     )
@@ -137,7 +137,7 @@ def _stepper(system: str, spec: dict[str, Any], setup: dict[str, Any]) -> tuple[
 
     def batches(idx: list[int]) -> list[dict[str, Any]]:
         return physical_batches(
-            idx, input_ids=ids, labels=labels, pad_id=0, physical_batch_size=batch_size
+            idx, encoded=setup["encoded"], labels=labels, pad_id=0, physical_batch_size=batch_size
         )
 
     if system.startswith("step:non-private"):

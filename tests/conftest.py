@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -75,5 +76,55 @@ def tiny_run(
     trustune.finetune(
         demo_files[0], model=str(tiny_model), output=output, epochs=2, batch_size=16, lr=1e-3,
         measure_latency=False,
+    )  # fmt: skip
+    return output
+
+
+_WORDS = [
+    "cat", "dog", "man", "woman", "plays", "guitar", "runs", "fast", "slow", "eats", "food",
+    "red", "blue", "car", "drives",
+]  # fmt: skip
+
+
+def _pair_rows(n: int, seed: int) -> list[tuple[str, str, float]]:
+    """Sentence pairs scored by how many words they share (0 to 5): learnable, fractional."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        a = [rng.choice(_WORDS) for _ in range(6)]
+        b = [w if rng.random() < 0.5 else rng.choice(_WORDS) for w in a]
+        same = sum(x == y for x, y in zip(a, b, strict=True))
+        rows.append((" ".join(a), " ".join(b), round(same / 6 * 5 + rng.uniform(-0.2, 0.2), 3)))
+    return rows
+
+
+def _write_pairs(path: Path, rows: list[tuple[str, str, float]], header: str) -> Path:
+    lines = [header] + ["\t".join(str(v) for v in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pair_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Scored sentence pairs (train, dev) as TSV: sentence1, sentence2, score."""
+    folder = tmp_path_factory.mktemp("pairs")
+    header = "sentence1\tsentence2\tscore"
+    return (
+        _write_pairs(folder / "train.tsv", _pair_rows(160, 0), header),
+        _write_pairs(folder / "dev.tsv", _pair_rows(40, 1), header),
+    )
+
+
+@pytest.fixture(scope="session")
+def regression_run(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, pair_files: tuple[Path, Path]
+) -> Path:
+    """A finished text-pair regression run of the tiny model (shared by read-only tests)."""
+    import trustune
+
+    output = tmp_path_factory.mktemp("runs") / "sts"
+    trustune.finetune(
+        pair_files[0], validation=pair_files[1], model=str(tiny_model), output=output, epochs=2,
+        batch_size=16, lr=1e-3, measure_latency=False, progress=False,
     )  # fmt: skip
     return output

@@ -4,7 +4,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trustune.train.batching import LengthGroupedBatchSampler, collate, encode_texts
+from trustune.encoding import collate, encode_texts
+from trustune.train.batching import LengthGroupedBatchSampler
 
 
 @settings(max_examples=30, deadline=None)

@@ -47,6 +47,11 @@ def test_train_predict_evaluate(
                       "--output", run, "--quiet", "--no-speed")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "run written to" in result.stdout
+    from trustune.cli.prune import format_size
+    from trustune.train.checkpoint import folder_size
+
+    assert f"run written to {run}/ ({format_size(folder_size(run))})" in result.stdout
+    assert not (run / "checkpoints").exists()  # a finished run is not resumed
     assert "majority-class baseline (always the most frequent label): 0." in result.stdout
     manifest = json.loads((run / "trustune.json").read_text(encoding="utf-8"))
     assert (
@@ -60,19 +65,19 @@ def test_train_predict_evaluate(
     assert result.returncode == 0, result.stderr
     predictions = json.loads(result.stdout)
     assert [p["text"] for p in predictions] == ["refund my card", "the app crashes"]
-    assert all(p["label"] in manifest["labels"] for p in predictions)
+    assert all(p["prediction"] in manifest["labels"] for p in predictions)
 
     out = tmp_path / "pred.jsonl"
     result = trustune("predict", run, "--input", test, "--output", out, "--quiet")
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    assert len(rows) == 32 and {"text", "label", "score", "probabilities"} <= set(rows[0])
+    assert len(rows) == 32 and {"text", "label", "prediction", "prediction_score"} <= set(rows[0])
     csv_out = tmp_path / "pred.csv"
     assert trustune("predict", run, "--input", test, "--output", csv_out, "--quiet").returncode == 0
     header = csv_out.read_text(encoding="utf-8").splitlines()[0]
-    assert (
-        header
-        == "text,label,predicted_label,score,prob_account,prob_billing,prob_shipping,prob_technical"
+    assert header == (
+        "text,label,prediction,prediction_score,prediction_prob_account,prediction_prob_billing,"
+        "prediction_prob_shipping,prediction_prob_technical"
     )
 
     result = trustune("evaluate", run, "--data", test, "--json", "--no-speed")

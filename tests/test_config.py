@@ -28,7 +28,10 @@ def test_yaml_maps_onto_dataclasses(tmp_path: Path) -> None:
     ("raw", "message"),
     [
         ({"train": {"epochz": 2}}, "unknown key train.epochz. Allowed keys: ['batch_size'"),
-        ({"trian": {}}, "unknown section 'trian'. Choose between ['data', 'model', 'train']"),
+        (
+            {"trian": {}},
+            "unknown section 'trian'. Choose between ['data', 'model', 'task', 'train']",
+        ),
         (
             {"train": {"precision": "fp8"}},
             "train.precision: 'fp8' is not allowed. Choose between ['auto', 'fp32', 'bf16']",
@@ -37,7 +40,10 @@ def test_yaml_maps_onto_dataclasses(tmp_path: Path) -> None:
         ({"train": {"epochs": "three"}}, "train.epochs: 'three' is not a int"),
         ({"train": {"lr": True}}, "train.lr: True is not a float"),
         ({"data": {"validation_fraction": 1.5}}, "data.validation_fraction: 1.5 is not allowed"),
-        ({"train": {"selection_metric": "auc"}}, "Choose between ['accuracy', 'f1_macro', 'loss']"),
+        (
+            {"train": {"selection_metric": "auc"}},
+            "Choose between ['auto', 'accuracy', 'f1_macro', 'pearson', 'spearman', 'mse', 'mae', 'loss']",
+        ),
     ],
 )
 def test_bad_config_names_key_and_allowed_values(raw: dict, message: str) -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -111,18 +112,18 @@ def test_unseen_validation_labels(write_csv: Write) -> None:
     with pytest.raises(
         LabelError, match=r"has labels unseen in training: \['z'\]. The model knows \['x', 'y'\]"
     ):
-        load_training_data(train, validation_file=val)
+        _prepared(train, validation_file=str(val))
 
 
 def test_stratified_split_and_fingerprints(write_csv: Write) -> None:
     rows = "".join(f"text {i},{'a' if i % 4 else 'b'}\n" for i in range(100))
     path = write_csv("t.csv", "text,label\n" + rows)
-    data = load_training_data(path, validation_fraction=0.2, seed=1)
+    data = _prepared(path, validation_fraction=0.2, seed=1).data
     assert len(data.train) == 80 and len(data.validation) == 20
     assert data.validation.info["class_counts"] == {"a": 15, "b": 5}
     assert set(data.train.texts).isdisjoint(data.validation.texts)
     assert data.train.info["sha256"] == data.validation.info["sha256"]
-    again = load_training_data(path, validation_fraction=0.2, seed=1)
+    again = _prepared(path, validation_fraction=0.2, seed=1).data
     assert again.validation.texts == data.validation.texts
 
 
@@ -137,6 +138,17 @@ def test_texts_to_predict_keep_other_columns(write_csv: Write) -> None:
     assert frame["id"].tolist() == ["1", "3"]
     only = write_csv("only.csv", "message\nhi there\n")
     assert load_texts(only)[0] == ["hi there"]
+
+
+def _prepared(path: Path, *, seed: int = 42, **data: Any) -> Any:
+    """The training data of ``path`` as a run prepares them: task detected, targets encoded."""
+    from trustune.config import RunConfig
+    from trustune.tasks import prepare_training_data
+
+    config = RunConfig.from_dict(
+        {"data": {"train_file": str(path), **data}, "train": {"seed": seed}}
+    )
+    return prepare_training_data(config)
 
 
 def _rows_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
@@ -159,15 +171,15 @@ def test_swapped_text_and_label_columns_are_refused(tmp_path: Path) -> None:
         r"--text-column 'text' --label-column 'label'"
     )
     with pytest.raises(DataError, match=message):
-        load_training_data(path, text_column="label", label_column="text")
-    data = load_training_data(path)  # the right way round
-    assert len(data.label_map) == 3
+        _prepared(path, text_column="label", label_column="text")
+    prepared = _prepared(path)  # the right way round
+    assert len(prepared.task.label_map) == 3
 
 
 def test_many_short_labels_and_few_shot_data_are_not_taken_for_text(tmp_path: Path) -> None:
     few_shot = [
         (f"example text number {i}", f"a rather long label name {i % 8}") for i in range(24)
     ]
-    assert len(load_training_data(_rows_csv(tmp_path / "few.csv", few_shot)).label_map) == 8
+    assert len(_prepared(_rows_csv(tmp_path / "few.csv", few_shot)).task.label_map) == 8
     codes = [(f"text {i}", f"C{i % 150}") for i in range(300)]  # 150 short codes, 2 rows each
-    assert len(load_training_data(_rows_csv(tmp_path / "codes.csv", codes)).label_map) == 150
+    assert len(_prepared(_rows_csv(tmp_path / "codes.csv", codes)).task.label_map) == 150

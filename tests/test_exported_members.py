@@ -9,8 +9,9 @@ import trustune
 
 def test_top_level_surface() -> None:
     assert set(trustune.__all__) == {
-        "DataConfig", "ModelConfig", "Prediction", "Progress", "Run", "RunConfig", "TextClassifier",
-        "TrainConfig", "TrustuneError", "__version__", "finetune", "load", "load_config",
+        "DataConfig", "ModelConfig", "Prediction", "Progress", "Run", "RunConfig",
+        "ScorePrediction", "TextClassifier", "TextRegressor", "TrainConfig", "TrustuneError",
+        "__version__", "finetune", "load", "load_config",
     }  # fmt: skip
 
 
@@ -18,7 +19,7 @@ def test_top_level_surface() -> None:
     "module",
     ["trustune.data", "trustune.models", "trustune.evaluate", "trustune.report", "trustune.errors",
      "trustune.config", "trustune.train.checkpoint", "trustune.train.batching",
-     "trustune.store", "trustune.serve"],
+     "trustune.store", "trustune.serve", "trustune.tasks"],
 )  # fmt: skip
 def test_every_public_name_exists(module: str) -> None:
     mod = importlib.import_module(module)
@@ -32,3 +33,10 @@ def test_errors_share_one_root() -> None:
 
     for name in errors.__all__:
         assert issubclass(getattr(errors, name), errors.TrustuneError)
+
+
+def test_every_top_level_name_resolves() -> None:
+    for name in trustune.__all__:
+        assert getattr(trustune, name) is not None, name
+    assert trustune.TextRegressor.__module__ == "trustune.regressor"
+    assert trustune.ScorePrediction(1.5).to_dict() == {"value": 1.5}

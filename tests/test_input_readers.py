@@ -49,8 +49,13 @@ def test_csv_with_a_5000_digit_label_trains_as_text(tmp_path: Path) -> None:
     huge = "9" * 5000
     path = tmp_path / "d.csv"
     path.write_text(f"text,label\na,{huge}\nb,1\nc,{huge}\nd,1\n", encoding="utf-8")
-    data = load_training_data(path, validation_file=path)
-    assert set(data.label_map.names) == {"1", huge}
+    from trustune.config import RunConfig
+    from trustune.tasks import TextClassification, prepare_training_data
+
+    config = RunConfig.from_dict({"data": {"train_file": str(path), "validation_file": str(path)}})
+    task = prepare_training_data(config).task
+    assert isinstance(task, TextClassification)  # a 5000-digit number is not taken for a score
+    assert set(task.label_map.names) == {"1", huge}
 
 
 def test_ragged_csv_names_the_line(tmp_path: Path) -> None:
@@ -123,3 +128,14 @@ def test_jsonl_nested_values_are_kept_as_json_text(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
     path.write_text(json.dumps({"text": "hi", "label": "a", "meta": {"k": [1]}}) + "\n")
     assert read_table(path)["meta"][0] == '{"k": [1]}'
+
+
+def test_tsv_fields_quoted_the_csv_way_are_unquoted(tmp_path: Path) -> None:
+    path = tmp_path / "sts.tsv"
+    path.write_text(
+        'sentence1\tsentence2\tscore\n"A dog in a ""superman"" shirt."\ta "quote\t4.0\n',
+        encoding="utf-8",
+    )
+    frame = read_table(path)
+    assert frame["sentence1"][0] == 'A dog in a "superman" shirt.'
+    assert frame["sentence2"][0] == 'a "quote'  # a stray quote stays text (GLUE style)

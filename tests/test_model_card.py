@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 import trustune
+from trustune.records import save_records
 from trustune.report.model_card import render_model_card, run_name, write_model_card
-from trustune.run import record_evaluation, save_records
+from trustune.run import record_evaluation
 
 TEXTS = ["I was charged twice this month", "the app crashes on start", "where is my parcel"]
 

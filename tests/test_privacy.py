@@ -15,6 +15,7 @@ pytest.importorskip("opacus")
 
 import trustune
 from trustune.config import Accountant, Precision, PrivacyConfig, RunConfig
+from trustune.encoding import Encoded
 from trustune.errors import ConfigError, PrivacyError, TrainingInterrupted
 from trustune.privacy import default_delta, epsilon_spent, noise_for_epsilon
 from trustune.privacy.engine import (
@@ -121,7 +122,11 @@ def _dp_step(base: Any, plan: PrivacyPlan, **options: bool) -> Any:
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
     private.attach(model, optimizer)
     batches = physical_batches(
-        list(range(6)), input_ids=_IDS, labels=_LABELS, pad_id=0, physical_batch_size=4
+        list(range(6)),
+        encoded=Encoded(input_ids=_IDS, truncated=0),
+        labels=_LABELS,
+        pad_id=0,
+        physical_batch_size=4,
     )
     private.step(batches)
     return model
@@ -133,7 +138,11 @@ def _plain_step(base: Any, *, freeze: bool) -> Any:
         model.bert.embeddings.requires_grad_(False)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
     batch = physical_batches(
-        list(range(6)), input_ids=_IDS, labels=_LABELS, pad_id=0, physical_batch_size=6
+        list(range(6)),
+        encoded=Encoded(input_ids=_IDS, truncated=0),
+        labels=_LABELS,
+        pad_id=0,
+        physical_batch_size=6,
     )[0]
     labels = batch.pop("labels")
     torch.nn.functional.cross_entropy(model(**batch).logits, labels).backward()

@@ -18,6 +18,7 @@ from trustune.privacy.audit import (
     AuditData,
     attack_metrics,
     neighbours,
+    per_example_loss,
     register_attack,
     run_attacks,
 )
@@ -58,7 +59,8 @@ def test_random_guess_model_is_near_chance() -> None:
 
     data = AuditData(
         texts=texts, labels=[i % 2 for i in range(2 * n)],
-        is_member=np.array([True] * n + [False] * n), predict_proba=guess, neighbour_count=2,
+        is_member=np.array([True] * n + [False] * n),
+        loss=lambda t, y: per_example_loss(guess, t, y), neighbour_count=2,
     )  # fmt: skip
     for result in run_attacks(data, bootstrap=200):
         lo, hi = result.auc_ci
@@ -101,7 +103,7 @@ def test_overfit_model_leaks_membership(overfit_run: tuple[Path, Path, Path]) ->
 
     run, members, others = overfit_run
     audit = audit_privacy(
-        run, members=members, non_members=others, bootstrap=200, neighbour_count=4
+        trustune.load(run), members=members, non_members=others, bootstrap=200, neighbour_count=4
     )
     assert audit["auc"] > 0.7, audit["auc"]
     assert audit["auc_ci"][0] > 0.55
@@ -190,7 +192,11 @@ def test_audit_uses_only_the_rows_the_run_trained_on(
     trained, held_out = manifest["data"]["train"]["rows"], manifest["data"]["validation"]["rows"]
     train_file, test_file = demo_files
     audit = audit_privacy(
-        run, members=train_file, non_members=test_file, bootstrap=20, neighbour_count=2
+        trustune.load(run),
+        members=train_file,
+        non_members=test_file,
+        bootstrap=20,
+        neighbour_count=2,
     )
     assert audit["members"]["used"] == trained and audit["members"]["excluded_rows"] == held_out
     assert audit["members"]["rows"] == trained + held_out
@@ -205,7 +211,7 @@ def test_audit_uses_only_the_rows_the_run_trained_on(
     assert "(unstable)" in report and f"excluded the {held_out} row(s)" in report
 
     split = audit_privacy(
-        run, members=train_file, non_members=train_file, bootstrap=20, neighbour_count=2,
+        trustune.load(run), members=train_file, non_members=train_file, bootstrap=20, neighbour_count=2,
         save=False,
     )  # fmt: skip
     assert split["members"]["used"] == trained and split["non_members"]["used"] == held_out

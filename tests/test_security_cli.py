@@ -13,6 +13,7 @@ import pytest
 
 import trustune
 from trustune.cli.main import main
+from trustune.cli.predict import prediction_fields
 
 ENV = {
     **{k: v for k, v in os.environ.items() if not k.startswith("TRUSTUNE_")},
@@ -68,8 +69,9 @@ def test_encrypt_predict_rekey_sign_verify_decrypt(
     args = [a for t in TEXTS for a in ("--text", t)]
     result = trustune_cli("predict", sealed, *args, "--json", "--key-file", key)
     assert result.returncode == 0, result.stderr
-    assert [{k: p[k] for k in ("label", "score", "probabilities")}
-            for p in json.loads(result.stdout)] == expected  # fmt: skip
+    assert [{k: v for k, v in p.items() if k != "text"} for p in json.loads(result.stdout)] == [
+        prediction_fields(trustune.Prediction(**p)) for p in expected
+    ]
 
     assert in_process("predict", sealed, "--text", "x") == 2
     error = capsys.readouterr().err

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import trustune
+from trustune.artifact import FORMAT_VERSION
 from trustune.errors import ArtifactError, CheckpointError, ConfigError, TrainingInterrupted
 from trustune.progress import Progress
 
@@ -27,10 +29,10 @@ def test_run_artifact_layout(tiny_run: Path) -> None:
         "trustune.json",
         "metrics.json",
         "report.html",
-        "checkpoints",
     }
+    assert not (tiny_run / "checkpoints").exists()  # removed once the run is written
     manifest = json.loads((tiny_run / "trustune.json").read_text(encoding="utf-8"))
-    assert manifest["format"] == "trustune.run" and manifest["format_version"] == 1
+    assert manifest["format"] == "trustune.run" and manifest["format_version"] == FORMAT_VERSION
     assert manifest["labels"] == ["account", "billing", "shipping", "technical"]
     assert manifest["data"]["train"]["rows"] + manifest["data"]["validation"]["rows"] == 128
     assert manifest["data"]["validation"]["split_from_train"] is True
@@ -124,27 +126,53 @@ def test_existing_output_refused_and_overwrite_keeps_old_on_failure(
     trustune.load(copy)
 
 
-def test_resume_refuses_changed_data(tmp_path: Path, tiny_model: Path, write_csv: Any) -> None:
+class _StopAfterFirstStep(Progress):
+    """Ctrl-C after the first optimizer step: the run is interrupted, its checkpoint kept."""
+
+    def advance(self, task: str, amount: int = 1, **fields: Any) -> None:
+        if task == "train":
+            raise KeyboardInterrupt
+
+
+def test_resume_refuses_changed_data(
+    tmp_path: Path, tiny_model: Path, tiny_run: Path, write_csv: Any
+) -> None:
     rows = "".join(f"text number {i},{'a' if i % 2 else 'b'}\n" for i in range(40))
     data = write_csv("d.csv", "text,label\n" + rows)
-    _train(data, tiny_model, tmp_path / "r", epochs=1)
+    with pytest.raises(TrainingInterrupted, match="checkpoint saved"):
+        _train(data, tiny_model, tmp_path / "r", epochs=1, progress=_StopAfterFirstStep())
+    assert list((tmp_path / "r" / "checkpoints").iterdir())
     data.write_text("text,label\n" + rows + "one more,a\n", encoding="utf-8")
     with pytest.raises(CheckpointError, match="the training data changed since checkpoint"):
         _train(data, tiny_model, tmp_path / "r", resume=True, epochs=1)
     with pytest.raises(CheckpointError, match="no checkpoint to resume"):
         _train(data, tiny_model, tmp_path / "empty", resume=True)
+    finished = f"{tiny_run} is a finished run (its checkpoints were removed when it was written)"
+    with pytest.raises(CheckpointError, match=re.escape(finished)):
+        _train(data, tiny_model, tiny_run, resume=True)
 
 
 def test_early_stopping_and_best_checkpoint(
-    tmp_path: Path, tiny_model: Path, demo_files: tuple[Path, Path]
-) -> None:
+    tmp_path: Path, tiny_model: Path, demo_files: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from trustune.train import loop
+
+    best_weights: dict[str, torch.Tensor] = {}  # checkpoints/best goes once the run is written
+
+    def save_best(model: torch.nn.Module, path: Path) -> None:
+        real_save(model, path)
+        best_weights.update(load_file(str(path)))
+
+    real_save = loop.save_weights_atomic
+    monkeypatch.setattr(loop, "save_weights_atomic", save_best)
     run = _train(demo_files[0], tiny_model, tmp_path / "es", epochs=6, lr=1e-9, early_stopping_patience=1,
                  selection_metric="loss", evaluate_every=2)  # fmt: skip
     training = run.manifest["training"]
     assert training["stopped_early"] or training["epochs_completed"] == 6
     best = min(training["history"], key=lambda h: h["val_loss"])
     assert training["best_step"] == best["step"]
-    best_weights = load_file(str(run.path / "checkpoints" / "best" / "model.safetensors"))
     final = load_file(str(run.path / "model" / "model.safetensors"))
     for key in final:
         assert torch.equal(final[key], best_weights[key])
+    assert not (run.path / "checkpoints").exists()

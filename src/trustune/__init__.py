@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from trustune.api import Run, finetune, load
-from trustune.classifier import Prediction, TextClassifier
-from trustune.config import DataConfig, ModelConfig, RunConfig, TrainConfig, load_config
-from trustune.errors import TrustuneError
-from trustune.progress import Progress
+from trustune.version import __version__
+
+if TYPE_CHECKING:  # type checkers see the names; at run time they are imported on first use
+    from trustune.api import Run, finetune, load
+    from trustune.classifier import Prediction, TextClassifier
+    from trustune.config import DataConfig, ModelConfig, RunConfig, TrainConfig, load_config
+    from trustune.errors import TrustuneError
+    from trustune.progress import Progress
+    from trustune.regressor import ScorePrediction, TextRegressor
 
 __all__ = [
     "DataConfig",
@@ -17,7 +22,9 @@ __all__ = [
     "Progress",
     "Run",
     "RunConfig",
+    "ScorePrediction",
     "TextClassifier",
+    "TextRegressor",
     "TrainConfig",
     "TrustuneError",
     "__version__",
@@ -25,3 +32,35 @@ __all__ = [
     "load",
     "load_config",
 ]
+
+# Importing torch and transformers takes seconds, so `import trustune` (and `trustune --help`)
+# defers them: each public name's module is imported when the name is first read.
+_LAZY = {
+    "Run": "trustune.api",
+    "finetune": "trustune.api",
+    "load": "trustune.api",
+    "Prediction": "trustune.classifier",
+    "TextClassifier": "trustune.classifier",
+    "ScorePrediction": "trustune.regressor",
+    "TextRegressor": "trustune.regressor",
+    "DataConfig": "trustune.config",
+    "ModelConfig": "trustune.config",
+    "RunConfig": "trustune.config",
+    "TrainConfig": "trustune.config",
+    "load_config": "trustune.config",
+    "TrustuneError": "trustune.errors",
+    "Progress": "trustune.progress",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trustune' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later reads skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from markupsafe import escape
 
-from trustune.classifier import TextClassifier
-from trustune.classifier import load as _load
 from trustune.config import RunConfig, config_flags, load_config
 from trustune.errors import ConfigError, DataError
+from trustune.loaded import LoadedRun
+from trustune.loader import load as _load
 from trustune.progress import Progress
 
 if TYPE_CHECKING:
@@ -32,7 +32,10 @@ _NAMED = {
     "data.train_file", "data.validation_file", "data.text_column", "data.label_column",
     "data.max_length", "data.skip_bad_rows", "model.name",
 }  # fmt: skip
-_HEADLINE = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "pr_auc", "ece", "loss")
+_HEADLINE = (
+    "accuracy", "f1_macro", "f1_weighted", "roc_auc", "pr_auc", "ece",
+    "spearman", "pearson", "mse", "mae", "r2", "loss",
+)  # fmt: skip
 
 
 def _options() -> dict[str, tuple[str, str]]:
@@ -53,7 +56,7 @@ def option_names() -> list[str]:
 class Run:
     """A finished run: its folder, manifest and metrics, and the loaded classifier."""
 
-    def __init__(self, classifier: TextClassifier) -> None:
+    def __init__(self, classifier: LoadedRun) -> None:
         self.classifier = classifier
         self.path = classifier.run_dir
         self.manifest = classifier.manifest
@@ -90,7 +93,9 @@ class Run:
             ("run", str(self.path)),
             ("task", str(self.manifest.get("task", "?"))),
             ("labels", ", ".join(str(label) for label in self.manifest.get("labels", []))),
+            ("target", str((self.manifest.get("target") or {}).get("column", ""))),
         ]
+        facts = [(k, v) for k, v in facts if v]
         if self.privacy is not None:
             eps, delta = self.privacy.get("epsilon"), self.privacy.get("delta")
             facts.append(("differential privacy", f"ε = {eps:.2f}, δ = {delta:.2g}"))
@@ -131,7 +136,7 @@ def _library_bars_off(*, warnings: bool) -> Iterator[None]:
 
 
 @functools.wraps(_load)
-def load(*args: Any, **kwargs: Any) -> TextClassifier:
+def load(*args: Any, **kwargs: Any) -> LoadedRun:
     with _library_bars_off(warnings=False):
         return _load(*args, **kwargs)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import importlib.metadata
 import json
 import logging
@@ -23,7 +24,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from trustune.data.dataset import file_sha256
 from trustune.errors import ArtifactError
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "atomic_write_text",
     "discard_staging",
     "environment",
+    "file_sha256",
     "hash_files",
     "io_error",
     "read_manifest",
@@ -46,7 +47,18 @@ __all__ = [
     "utc_now",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the task decides the sections (labels, target); 1: classification only
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 MANIFEST = "trustune.json"
 METRICS = "metrics.json"
 _PACKAGES = (

@@ -26,11 +26,14 @@ __all__ = [
     "Attention",
     "Clipping",
     "DataConfig",
+    "Loss",
     "ModelConfig",
     "Precision",
     "PrivacyConfig",
     "RunConfig",
     "SelectionMetric",
+    "TaskConfig",
+    "TaskType",
     "TrainConfig",
     "config_flags",
     "load_config",
@@ -80,11 +83,37 @@ class Attention(_ListableEnum):
 
 
 class SelectionMetric(_ListableEnum):
-    """Validation metric used for early stopping and best-checkpoint selection."""
+    """Validation metric used for early stopping and best-checkpoint selection. ``auto``: the
+    task's own (accuracy for classification, Spearman correlation for regression)."""
 
+    AUTO = "auto"
     ACCURACY = "accuracy"
     F1_MACRO = "f1_macro"
+    PEARSON = "pearson"
+    SPEARMAN = "spearman"
+    MSE = "mse"
+    MAE = "mae"
     LOSS = "loss"
+
+
+class TaskType(_ListableEnum):
+    """What the model learns. ``auto``: regression when the targets are numbers that are not
+    all whole (scores such as 3.8), else classification."""
+
+    AUTO = "auto"
+    TEXT_CLASSIFICATION = "text-classification"
+    TEXT_REGRESSION = "text-regression"
+
+
+class Loss(_ListableEnum):
+    """The training loss. ``auto``: the task's own (cross-entropy for classification, mean
+    squared error on standardised targets for regression); ``huber`` is the robust choice for
+    regression targets with outliers."""
+
+    AUTO = "auto"
+    CROSS_ENTROPY = "cross-entropy"
+    MSE = "mse"
+    HUBER = "huber"
 
 
 class Accountant(_ListableEnum):
@@ -151,7 +180,15 @@ class DataConfig:
         default=None, metadata=_flag("column holding the text (detected when unambiguous)")
     )
     label_column: str | None = field(
-        default=None, metadata=_flag("column holding the label (detected when unambiguous)")
+        default=None,
+        metadata=_flag("column holding the label or score (detected when unambiguous)"),
+    )
+    text_pair_column: str | None = field(
+        default=None,
+        metadata=_flag(
+            "column holding the second text of sentence pairs (detected for sentence1/sentence2, "
+            "premise/hypothesis, question/answer ...)"
+        ),
     )
     validation_fraction: float = field(
         default=0.1, metadata=_flag("share of --data held out when no --validation is given")
@@ -179,6 +216,23 @@ class DataConfig:
                 f"data.max_chars: {shown(self.max_chars)} is not allowed, it must be at most "
                 f"{_MAX_CHARS_CEILING:,}"
             )
+
+
+@dataclass
+class TaskConfig:
+    """Which task the run trains (the entry of the task registry, ``trustune.tasks``)."""
+
+    type: TaskType = field(
+        default=TaskType.AUTO,
+        metadata=_flag("task: " + "|".join(TaskType.list()), flag="--task"),
+    )
+    loss: Loss = field(
+        default=Loss.AUTO, metadata=_flag("training loss: " + "|".join(Loss.list()), flag="--loss")
+    )
+
+    def __post_init__(self) -> None:
+        self.type = TaskType.parse(self.type, "task.type")
+        self.loss = Loss.parse(self.loss, "task.loss")
 
 
 @dataclass
@@ -247,7 +301,7 @@ class TrainConfig:
         default=2, metadata=_flag("stop after N validations without improvement (0: never)")
     )
     selection_metric: SelectionMetric = field(
-        default=SelectionMetric.ACCURACY,
+        default=SelectionMetric.AUTO,
         metadata=_flag("validation metric for early stopping: " + "|".join(SelectionMetric.list())),
     )
     keep_checkpoints: int = field(default=2, metadata=_flag("how many recent checkpoints to keep"))
@@ -365,15 +419,21 @@ class PrivacyConfig:
 class RunConfig:
     """Everything that defines one fine-tuning run."""
 
+    task: TaskConfig = field(default_factory=TaskConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    # The keys ("train.epochs") given in a YAML file, as flags or as finetune keywords; the
+    # others may be chosen by data size (train/sizing.py). Not part of the saved config.
+    explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON/YAML-ready dict (enums as their values)."""
         out: dict[str, Any] = {}
         for section in dataclasses.fields(self):
+            if section.name not in _SECTIONS:
+                continue
             values = dataclasses.asdict(getattr(self, section.name))
             out[section.name] = {
                 k: (v.value if isinstance(v, enum.Enum) else v) for k, v in values.items()
@@ -408,17 +468,22 @@ class RunConfig:
                 sections[name] = section_type(**value)
             except TypeError as e:
                 raise ConfigError(f"{source}: section {shown(name)}: {shortened(str(e))}") from None
-        return cls(**sections)
+        given = frozenset(f"{name}.{key}" for name, value in raw.items() for key in value or {})
+        return cls(**sections, explicit=given)
 
     def with_overrides(self, overrides: dict[str, dict[str, Any]]) -> RunConfig:
         """A copy with ``{"train": {"epochs": 2}}``-style overrides applied (CLI flags)."""
         merged = self.to_dict()
         for section, values in overrides.items():
             merged[section].update(values)
-        return RunConfig.from_dict(merged, source="flags")
+        given = frozenset(f"{s}.{k}" for s, values in overrides.items() for k in values)
+        return dataclasses.replace(
+            RunConfig.from_dict(merged, source="flags"), explicit=self.explicit | given
+        )
 
 
 _SECTIONS: dict[str, type] = {
+    "task": TaskConfig,
     "data": DataConfig,
     "model": ModelConfig,
     "train": TrainConfig,
@@ -426,7 +491,7 @@ _SECTIONS: dict[str, type] = {
 }
 
 
-_CORE_SECTIONS = ("data", "model", "train")
+_CORE_SECTIONS = ("task", "data", "model", "train")
 
 
 def config_flags() -> list[tuple[str, str, dataclasses.Field[Any]]]:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trustune.train.batching import Encoded, padded_batches
+from trustune.encoding import Encoded, padded_batches
 
 __all__ = ["compute_logits", "softmax"]
 

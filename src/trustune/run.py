@@ -10,48 +10,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from trustune import __version__
 from trustune.artifact import (
     FORMAT_VERSION,
-    MANIFEST,
-    METRICS,
     atomic_dir,
-    atomic_write_json,
     discard_staging,
     environment,
-    hash_files,
     io_error,
     read_manifest,
     read_metrics,
     swap_in,
     utc_now,
 )
-from trustune.classifier import TextClassifier
+from trustune.encoding import encode_texts
 from trustune.errors import ArtifactError
-from trustune.evaluate import classification_metrics
-from trustune.inference import compute_logits, softmax
-from trustune.train.batching import encode_texts
+from trustune.inference import compute_logits
+from trustune.loaded import LoadedRun
+from trustune.loader import loaded_type
+from trustune.records import save_records
+from trustune.tasks import task_of_manifest
 from trustune.train.loop import TrainedModel
+from trustune.version import __version__
 
-__all__ = ["record_evaluation", "save_records", "write_trained_run"]
-
-
-def save_records(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, Any]) -> None:
-    """Write metrics, manifest (with file hashes) and the report; the manifest goes last."""
-    from trustune.report import write_report
-    from trustune.report.model_card import write_model_card
-    from trustune.report.sections import run_sections
-
-    write_model_card(run_dir, manifest, metrics)  # model/README.md, hashed with the model files
-    manifest["files"] = hash_files(run_dir)
-    atomic_write_json(run_dir / METRICS, metrics)
-    sections = run_sections(run_dir)
-    if "privacy" in manifest:  # ε, δ, redaction, and the membership audit when there is one
-        from trustune.privacy.report import report_section
-
-        sections.append(("Privacy", report_section(manifest, run_dir)))
-    write_report(run_dir, manifest, metrics, extra_sections=sections)
-    atomic_write_json(run_dir / MANIFEST, manifest)
+__all__ = ["record_evaluation", "write_trained_run"]
 
 
 def _data_section(trained: TrainedModel) -> dict[str, Any]:
@@ -63,8 +43,9 @@ def _data_section(trained: TrainedModel) -> dict[str, Any]:
 
 def write_trained_run(
     run_dir: Path, trained: TrainedModel, *, measure_latency: bool = True
-) -> TextClassifier:
-    """Save the best model and every record of the run; returns the loaded classifier."""
+) -> LoadedRun:
+    """Save the best model and every record of the run; returns the loaded run (its task's
+    object: a ``TextClassifier``, a ``TextRegressor``)."""
     staging = trained.staging
     try:
         classifier = _write_run(staging or run_dir, run_dir, trained, measure_latency)
@@ -89,19 +70,22 @@ def write_trained_run(
 
 def _write_run(
     work: Path, run_dir: Path, trained: TrainedModel, measure_latency: bool
-) -> TextClassifier:
+) -> LoadedRun:
     """Write the run into ``work`` (``run_dir`` itself, or the staging folder replacing it)."""
+    task = trained.task
+    task.finish(trained.model)  # e.g. regression: the target statistics folded into the head
     with atomic_dir(work / "model") as tmp:
         trained.model.save_pretrained(tmp, safe_serialization=True)
         trained.tokenizer.save_pretrained(tmp)
     state = trained.state
-    labels = list(trained.data.label_map.names)
     val = trained.data.validation
-    encoded = encode_texts(trained.tokenizer, val.texts, max_length=trained.config.data.max_length)
+    encoded = encode_texts(
+        trained.tokenizer, val.texts, max_length=trained.config.data.max_length, pairs=val.pairs
+    )
     pad_id = trained.tokenizer.pad_token_id or 0
-    probs = softmax(compute_logits(trained.model, encoded, batch_size=64, pad_id=pad_id))
+    logits = compute_logits(trained.model, encoded, batch_size=64, pad_id=pad_id)
     validation = {"data": {k: val.info.get(k) for k in ("path", "sha256", "rows", "skipped_rows")}}
-    validation.update(classification_metrics(val.labels, probs, label_names=labels))
+    validation.update(task.metrics(val.labels, logits))
     training = {
         "precision": trained.precision.value,
         "attention": trained.attention,
@@ -112,7 +96,7 @@ def _write_run(
         "samples_seen": state.samples_seen,
         "best_step": state.best_step,
         "best_metric": abs(state.best_metric) if state.best_metric is not None else None,
-        "selection_metric": trained.config.train.selection_metric.value,
+        "selection_metric": trained.selection,
         "selection_data": "validation",
         "stopped_early": trained.stopped_early,
         "wall_time_s": round(state.train_time_s, 3),
@@ -129,13 +113,14 @@ def _write_run(
     manifest: dict[str, Any] = {
         "format": "trustune.run",
         "format_version": FORMAT_VERSION,
-        "task": "text-classification",
+        "task": task.name,
         "created": utc_now(),
         "trustune_version": __version__,
         "config": trained.config.to_dict(),
-        "labels": labels,
+        **task.manifest_section(),
         "text_column": trained.data.columns.text,
         "label_column": trained.data.columns.label,
+        **({"text_pair_column": pair} if (pair := trained.data.columns.pair) else {}),
         "data": _data_section(trained),
         "model": {
             "source": trained.resolved.source,
@@ -151,17 +136,19 @@ def _write_run(
     privacy = manifest_section(state.extra.get("privacy"), state.extra.get("redaction"))
     if privacy is not None:
         manifest["privacy"] = privacy
-    classifier = TextClassifier(
+    classifier = loaded_type(task.name)(
         run_dir, model=trained.model, tokenizer=trained.tokenizer, manifest=manifest
     )
     if measure_latency:
-        validation["speed"] = classifier.measure_speed(val.texts)
+        validation["speed"] = classifier.measure_speed(val.texts, pairs=val.pairs)
     metrics = {"validation": validation, "evaluations": {}}
     from trustune.report.sections import forget_run_sections
 
-    forget_run_sections(work)  # explanations etc. of an overwritten model no longer hold
-    (work / "privacy_audit.json").unlink(missing_ok=True)  # so does a membership audit
+    forget_run_sections(work)  # explanations, a membership audit: of an overwritten model
     save_records(work, manifest, metrics)
+    from trustune.train.checkpoint import remove_checkpoints
+
+    remove_checkpoints(work)  # the run is complete: nothing resumes it, best/ duplicates model/
     return classifier
 
 
@@ -170,6 +157,6 @@ def record_evaluation(run_dir: Path, name: str, result: dict[str, Any]) -> None:
     manifest = read_manifest(run_dir)
     metrics = read_metrics(run_dir)
     metrics.setdefault("evaluations", {})[name] = result
-    summary = {k: result.get(k) for k in ("accuracy", "f1_macro", "roc_auc", "pr_auc", "ece")}
+    summary = task_of_manifest(manifest).summary(result)
     manifest.setdefault("metrics", {})[name] = {**summary, "data": result["data"]}
     save_records(run_dir, manifest, metrics)

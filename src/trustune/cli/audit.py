@@ -66,11 +66,13 @@ def _add_privacy(sub: Any) -> None:
 def _run_privacy(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    import trustune
     from trustune.privacy.audit import audit_privacy
 
+    reference = trustune.load(args.reference) if args.reference is not None else None
     result = audit_privacy(
-        args.run, members=args.members, non_members=args.non_members, reference=args.reference,
-        limit=args.limit, neighbour_count=args.neighbours, seed=args.seed,
+        trustune.load(args.run), members=args.members, non_members=args.non_members,
+        reference=reference, limit=args.limit, neighbour_count=args.neighbours, seed=args.seed,
     )  # fmt: skip
     if args.json:
         out_console.print_json(json.dumps(result))

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=True, progress=BarProgress(enabled=not args.quiet),
     )  # fmt: skip
     model = run.classifier
-    result = model.evaluate(test_file)
+    result = model.evaluate(test_file, progress=BarProgress(enabled=not args.quiet))
     record_evaluation(run_dir, test_file.stem, result)
     for table in metrics_table(result, title=f"held-out test set ({result['data']['rows']} rows)"):
         out_console.print(table)
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     explanations = model.explain(_EXAMPLES, n_steps=20)
     for p, explanation in zip(model.predict(_EXAMPLES), explanations, strict=True):
         shown = Text(f"  {p.label:>10} {p.score:.2f}  ")
-        shown.append_text(terminal_text(explanation))
+        shown.append_text(terminal_text(explanation, color_system=out_console.color_system))
         out_console.print(shown, soft_wrap=True)
     db = (root / "trustune.db").resolve()
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=7)

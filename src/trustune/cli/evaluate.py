@@ -9,7 +9,7 @@ from typing import Any
 
 from trustune.cli.common import add_run_argument
 from trustune.cli.key_options import add_key_arguments, key_from_args
-from trustune.cli.render import metrics_table, out_console
+from trustune.cli.render import BarProgress, metrics_table, out_console
 
 __all__ = ["add_parser"]
 
@@ -34,6 +34,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--name", help="name of this evaluation in the run (default: the file's stem)")
     p.add_argument("--no-speed", action="store_true", help="skip latency/throughput measurement")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_key_arguments(p, purpose="to open an encrypted run")
     p.set_defaults(handler=run)
 
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     result = model.evaluate(
         args.data, text_column=args.text_column, label_column=args.label_column,
         skip_bad_rows=args.skip_bad_rows, measure_latency=not args.no_speed,
+        progress=BarProgress(enabled=not args.quiet),
     )  # fmt: skip
     name = args.name or Path(args.data).stem
     record_evaluation(Path(args.run), name, result)

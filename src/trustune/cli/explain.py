@@ -38,6 +38,11 @@ def add_parser(sub: Any) -> None:
         "--text", action="append", default=[], metavar="TEXT", help="a text to explain (repeatable)"
     )
     p.add_argument(
+        "--text-pair", action="append", default=[], metavar="TEXT",
+        help="for a run trained on text pairs: the second text of each --text, in order "
+        "(repeatable); the words of both texts are explained",
+    )  # fmt: skip
+    p.add_argument(
         "--data",
         metavar="FILE",
         help="texts to explain: CSV, TSV, JSONL or Parquet (labels optional)",
@@ -80,6 +85,10 @@ def add_parser(sub: Any) -> None:
     )  # fmt: skip
     p.add_argument("--text-column", help="column of --data holding the text (detected)")
     p.add_argument(
+        "--text-pair-column",
+        help="for a run trained on text pairs: column of --data holding the second text (detected)",
+    )
+    p.add_argument(
         "--label-column",
         help="column of --data holding true labels, to mark right/wrong (optional)",
     )
@@ -121,6 +130,8 @@ def add_parser(sub: Any) -> None:
 def _check(args: argparse.Namespace) -> None:
     if bool(args.text) == bool(args.data):
         raise ConfigError("give texts with --text TEXT, or a file with --data FILE (not both)")
+    if args.text_pair and not args.text:
+        raise ConfigError("--text-pair is the second text of a --text; give both")
     if (args.global_ or args.evaluate) and not args.data:
         raise ConfigError("--global and --evaluate need --data FILE")
     if args.data and not (args.global_ or args.evaluate) and not args.output:
@@ -135,6 +146,26 @@ def _check(args: argparse.Namespace) -> None:
             raise ConfigError(f"--{flag.replace('_', '-')}: {value} is not allowed, it must be > 0")
 
 
+def _check_pairs(args: argparse.Namespace, classifier: Any) -> None:
+    """Second texts exactly when the run reads pairs (one per --text)."""
+    args.pairs = bool(classifier.pairs)
+    if not args.pairs:
+        if args.text_pair or args.text_pair_column:
+            raise ConfigError(
+                "this run was trained on single texts; drop --text-pair / --text-pair-column"
+            )
+        return
+    if args.text and len(args.text_pair) != len(args.text):
+        raise ConfigError(
+            f"this run was trained on text pairs: give one --text-pair per --text "
+            f"({len(args.text)} --text, {len(args.text_pair)} --text-pair)"
+        )
+    if args.evaluate:
+        raise ConfigError(
+            "--evaluate does not measure text-pair runs yet; explain them with --output or --global"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     _check(args)
     import trustune
@@ -145,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
     classifier = trustune.load(args.run, key=key_from_args(args, required=False))
     model = ExplainableModel.from_classifier(classifier)
     args.max_chars = run_max_chars(classifier)
+    _check_pairs(args, classifier)
     options = ExplainOptions(
         n_steps=args.steps, n_samples=args.samples, texts_per_batch=args.batch_size,
         seed=args.seed, precision=args.precision,
@@ -162,9 +194,13 @@ def _explain_texts(model: Any, args: argparse.Namespace, options: Any) -> None:
 
     method = args.method or DEFAULT_METHOD
     texts, cut = cut_texts(args.text, args.max_chars)
-    if cut:
-        err_console.print(cut_notice(cut, args.max_chars))
-    explanations = explain_texts(model, texts, method=method, target=args.target, options=options)
+    pairs, cut_pairs = cut_texts(args.text_pair, args.max_chars)
+    if cut or cut_pairs:
+        err_console.print(cut_notice(cut + cut_pairs, args.max_chars))
+    explanations = explain_texts(
+        model, texts, method=method, target=args.target, options=options,
+        text_pairs=pairs if args.pairs else None,
+    )  # fmt: skip
     _warn_completeness(explanations, args.steps)
     if args.format == "json":
         _emit(args, json.dumps([e.to_dict() for e in explanations], indent=2, ensure_ascii=False))
@@ -174,7 +210,9 @@ def _explain_texts(model: Any, args: argparse.Namespace, options: Any) -> None:
         _emit(args, "\n\n".join(_plain(e, model.max_length) for e in explanations))
     else:
         for e in explanations:
-            out_console.print(terminal_text(e), soft_wrap=True)
+            out_console.print(
+                terminal_text(e, color_system=out_console.color_system), soft_wrap=True
+            )
             out_console.print(Text(_meta(e, model.max_length), style="dim"))
 
 
@@ -218,8 +256,14 @@ def _warn_completeness(explanations: list[Any], steps: int) -> None:
 
 
 def _plain(e: Any, max_length: int) -> str:
-    words = " ".join(f"{w}[{s:+.3g}]" for w, s in zip(e.words, e.scores, strict=True))
-    return f"{words}\n{_meta(e, max_length)}"
+    from trustune.explain.render import PART_LABELS
+
+    scored = list(zip(e.words, e.scores, e.segments, strict=True))
+    lines = []
+    for segment in (0, 1) if e.text_pair is not None else (0,):
+        words = " ".join(f"{w}[{s:+.3g}]" for w, s, part in scored if part == segment)
+        lines.append(f"{PART_LABELS[segment]}: {words}" if e.text_pair is not None else words)
+    return "\n".join([*lines, _meta(e, max_length)])
 
 
 def _emit(args: argparse.Namespace, content: str) -> None:
@@ -230,6 +274,23 @@ def _emit(args: argparse.Namespace, content: str) -> None:
 
     atomic_write_text(Path(args.output), content if content.endswith("\n") else content + "\n")
     out_console.print(f"wrote {args.output}")
+
+
+def _read_pairs(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """Both texts of each row of --data, for a run trained on pairs."""
+    from trustune.data import load_inputs
+
+    texts, pairs, frame = load_inputs(
+        args.data, text_column=args.text_column, pair_column=args.text_pair_column, pairs=True,
+        skip_bad_rows=args.skip_bad_rows, max_chars=args.max_chars,
+    )  # fmt: skip
+    assert pairs is not None
+    cut = int(frame.attrs["chars_cut"])
+    if cut:
+        err_console.print(cut_notice(cut, args.max_chars))
+    if args.max_rows:
+        texts, pairs = texts[: args.max_rows], pairs[: args.max_rows]
+    return texts, pairs
 
 
 def _read_data(model: Any, args: argparse.Namespace) -> tuple[list[str], list[Any] | None]:
@@ -275,15 +336,20 @@ def _explain_data(model: Any, args: argparse.Namespace, options: Any) -> None:
     from trustune.explain.global_importance import aggregate_importance
     from trustune.explain.store import pick_examples, record_explanations
 
-    texts, truths = _read_data(model, args)
+    pairs: list[str] | None = None
+    if args.pairs:
+        (texts, pairs), truths = _read_pairs(args), None
+    else:
+        texts, truths = _read_data(model, args)
     method = args.method or DEFAULT_METHOD
     progress = BarProgress(enabled=not args.quiet)
     info = {"path": str(args.data), "sha256": file_sha256(args.data), "rows": len(texts)}
     explanations = importance = faithfulness = None
     if args.output or args.global_:
         explanations = explain_texts(
-            model, texts, method=method, target=args.target, options=options, progress=progress
-        )
+            model, texts, method=method, target=args.target, options=options, progress=progress,
+            text_pairs=pairs,
+        )  # fmt: skip
         _warn_completeness(explanations, args.steps)
         truncated = sum(e.truncated for e in explanations)
         if truncated:
@@ -369,11 +435,17 @@ def _show_results(args: argparse.Namespace, importance: Any, faithfulness: Any) 
         from trustune.explain.faithfulness import RANDOM
 
         random = faithfulness.get(RANDOM).comprehensiveness
+        # Short headers, explained in the caption, so the table fits 80 columns uncut.
         table = Table(
-            title=f"faithfulness on {faithfulness.texts} texts (AOPC over top 1-50% words)"
+            title=f"faithfulness on {faithfulness.texts} texts (AOPC over top 1-50% words)",
+            caption="compr.: comprehensiveness, the probability lost when a method's top words "
+            "are deleted (higher is better); suff.: sufficiency, lost when only they are kept "
+            "(lower is better); × random: compr. over that of random rankings",
+            caption_justify="left",
         )
-        for column in ("method", "comprehensiveness ↑", "× random", "sufficiency ↓", "s / text"):
-            table.add_column(column, justify="left" if column == "method" else "right")
+        table.add_column("method", no_wrap=True)
+        for column in ("compr. ↑", "× random", "suff. ↓", "s / text"):
+            table.add_column(column, justify="right", no_wrap=True)
         for m in faithfulness.methods:
             ratio = (
                 "" if m.method == RANDOM or random <= 0 else f"{m.comprehensiveness / random:.2f}"

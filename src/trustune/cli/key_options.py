@@ -10,19 +10,14 @@ import argparse
 import getpass
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from trustune.cli.common import add_run_argument
 from trustune.cli.render import BarProgress
 from trustune.errors import ConfigError, MissingKeyError, SecurityError
-from trustune.security.keys import (
-    ENV_KEY,
-    ENV_KEY_FILE,
-    ENV_PASSPHRASE,
-    KeySource,
-    Passphrase,
-    key_from_env,
-    read_key_file,
-)
+
+if TYPE_CHECKING:
+    from trustune.security.keys import KeySource, Passphrase
 
 __all__ = [
     "ENV_NEW_PASSPHRASE",
@@ -40,6 +35,11 @@ __all__ = [
 
 ENV_NEW_PASSPHRASE = "TRUSTUNE_NEW_PASSPHRASE"
 ENV_PUBLIC_KEY = "TRUSTUNE_PUBLIC_KEY"
+# The names trustune.security.keys reads (tests/test_cli_startup.py checks they agree): that
+# package is imported only when a key is read, as it brings numpy and pandas into every start-up.
+ENV_KEY_FILE = "TRUSTUNE_KEY_FILE"
+ENV_KEY = "TRUSTUNE_KEY"
+ENV_PASSPHRASE = "TRUSTUNE_PASSPHRASE"
 
 
 def add_key_arguments(parser: argparse.ArgumentParser, *, purpose: str) -> None:
@@ -90,6 +90,8 @@ def add_public_key_argument(parser: argparse.ArgumentParser, *, required: bool) 
 
 
 def _ask(env: str, *, what: str, confirm: bool) -> Passphrase:
+    from trustune.security.keys import Passphrase
+
     text = os.environ.get(env)
     if text:
         return Passphrase(text)
@@ -105,6 +107,8 @@ def key_from_args(
     args: argparse.Namespace, *, required: bool, confirm: bool = False
 ) -> KeySource | None:
     """The key the flags (or the environment) name; ``confirm`` asks a new passphrase twice."""
+    from trustune.security.keys import key_from_env, read_key_file
+
     if args.key_file and args.passphrase:
         raise ConfigError("give --key-file or --passphrase, not both")
     if args.key_file:
@@ -128,6 +132,8 @@ def required_key_from_args(args: argparse.Namespace, *, confirm: bool = False) -
 
 
 def new_key_from_args(args: argparse.Namespace) -> KeySource:
+    from trustune.security.keys import read_key_file
+
     if bool(args.new_key_file) == bool(args.new_passphrase):
         raise ConfigError("give the new key with --new-key-file KEY or --new-passphrase (one)")
     if args.new_key_file:

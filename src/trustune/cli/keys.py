@@ -84,10 +84,10 @@ def add_parser(sub: Any) -> None:
     revoke.set_defaults(handler=_run_revoke)
 
 
-def _when(value: datetime | None, *, short: bool = False) -> str:
+def _when(value: datetime | None) -> str:
     if value is None:
         return "never"
-    return value.strftime("%Y-%m-%d %H:%M" if short else "%Y-%m-%d %H:%M:%S UTC")
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _run_create(args: argparse.Namespace) -> int:
@@ -134,20 +134,38 @@ def _run_list(args: argparse.Namespace) -> int:
 
 
 def _table(found: list[ApiKey], now: datetime) -> Any:
+    """One row per key in under 80 columns: times relative to now (exact ones with --json)."""
+    from rich import box
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title="API keys (times in UTC)")
+    table = Table(
+        title="API keys", caption="exact times (UTC): trustune keys list --json",
+        box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True,
+    )  # fmt: skip
     table.add_column("id", no_wrap=True)
-    for column in ("name", "role", "status", "created", "expires", "rate/s", "burst"):
-        table.add_column(column)
+    table.add_column("name", overflow="fold")
+    for column in ("role", "status", "created", "expires", "rate/s", "burst"):
+        table.add_column(column, no_wrap=True)
     for key in found:
+        expires = "never" if key.expires_at is None else _relative(key.expires_at, now)
         table.add_row(
             key.id, Text(key.name), key.role.value, key.status(now),
-            _when(key.created_at, short=True), _when(key.expires_at, short=True),
-            f"{key.rate_per_s:g}", str(key.burst),
+            _relative(key.created_at, now), expires, f"{key.rate_per_s:g}", str(key.burst),
         )  # fmt: skip
     return table
+
+
+def _relative(when: datetime, now: datetime) -> str:
+    """``3d ago`` or ``in 11h``: the largest whole unit of the distance from now."""
+    seconds = abs((when - now).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            span = f"{int(seconds // size)}{unit}"
+            break
+    else:
+        return "now"
+    return f"in {span}" if when > now else f"{span} ago"
 
 
 def _run_revoke(args: argparse.Namespace) -> int:

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
-from trustune import __version__
 from trustune.cli import (
     audit,
     decrypt,
@@ -31,11 +30,13 @@ from trustune.cli import (
 )
 from trustune.errors import TrustuneError
 from trustune.messages import shortened
+from trustune.version import __version__
 
 __all__ = ["build_parser", "main"]
 
 _COMMANDS = (
     *(demo, train, evaluate, predict, explain, report),
+    __import__("trustune.cli.prune", fromlist=["add_parser"]),  # deletes a run's checkpoints
     audit,  # evidence about a run: `audit privacy` (membership inference), ...
     # protecting a run: keys, encryption at rest, signatures (trustune.security)
     *(keygen, encrypt, decrypt, rekey, signing_keygen, sign, verify),
@@ -59,15 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_libraries() -> None:
+    """No transformers notices or hub download bars, without importing transformers (seconds)
+    for the commands that never load a model: it reads these variables when first imported."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    try:
-        import transformers
-
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    transformers = sys.modules.get("transformers")
+    if transformers is not None:  # imported already (main() called from Python)
         transformers.logging.set_verbosity_error()
         transformers.logging.disable_progress_bar()
-    except ImportError:
-        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:

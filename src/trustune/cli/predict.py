@@ -1,4 +1,11 @@
-"""`trustune predict`: labels and probabilities for texts or a file of texts."""
+"""`trustune predict`: what a run predicts (a label and probabilities, or a score) for texts,
+text pairs, or a file of them.
+
+Every output format holds the same flat records: the input's columns unchanged and in order,
+then the fields of :func:`prediction_fields` (``prediction``; for a classifier also
+``prediction_score`` and one ``prediction_prob_<label>`` per class). An input column with one of
+those names is refused.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,9 @@ import csv
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.table import Table
 
@@ -28,19 +35,48 @@ from trustune.cli.key_options import (
     public_key_from_args,
 )
 from trustune.cli.render import BarProgress, err_console, out_console
-from trustune.errors import ConfigError
+from trustune.errors import ColumnError, ConfigError
+from trustune.messages import shown
 
-__all__ = ["add_parser"]
+if TYPE_CHECKING:
+    import pandas as pd
 
-_OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv"}
+    from trustune.classifier import Prediction
+    from trustune.loaded import LoadedRun
+    from trustune.regressor import ScorePrediction
+
+__all__ = ["add_parser", "prediction_fields"]
+
+_OUTPUT_FORMATS = {
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet",
+}  # fmt: skip
+
+
+# a prediction's to_dict() keys -> output field names; other keys become prediction_<key>
+_FIELD_NAMES = {"label": "prediction", "value": "prediction", "probabilities": "prediction_prob"}
+
+
+def prediction_fields(prediction: Prediction | ScorePrediction) -> dict[str, Any]:
+    """The fields predict adds for one input, the same in every output format and in --json:
+    the label or value as ``prediction``, then the task's other fields, flattened."""
+    fields: dict[str, Any] = {}
+    for key, value in prediction.to_dict().items():
+        name = _FIELD_NAMES.get(key, f"prediction_{key}")
+        if isinstance(value, dict):
+            fields.update({f"{name}_{sub}": v for sub, v in value.items()})
+        else:
+            fields[name] = value
+    return fields
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "predict",
-        help="predict labels for texts",
-        description="Predict labels and class probabilities, for texts given with --text or for a "
-        "whole file (--input FILE --output FILE: batched and streamed, with progress).",
+        help="predict labels or scores for texts",
+        description="Predict what the run was trained to predict (a label and class "
+        "probabilities, or a score) for texts given with --text (and --text-pair for runs "
+        "trained on text pairs) or for a whole file (--input FILE --output FILE: batched and "
+        "streamed, with progress).",
     )
     add_run_argument(p)
     p.add_argument(
@@ -48,14 +84,31 @@ def add_parser(sub: Any) -> None:
         action="append",
         default=[],
         metavar="TEXT",
-        help="a text to classify (repeatable)",
+        help="a text to predict (repeatable)",
     )
-    p.add_argument("--input", metavar="FILE", help="texts to classify: CSV, TSV, JSONL or Parquet")
     p.add_argument(
-        "--output", metavar="FILE", help="where to write predictions: .jsonl, .csv or .tsv"
+        "--text-pair",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="the second text of a pair, for runs trained on text pairs (repeatable: one per "
+        "--text, in the same order)",
+    )
+    p.add_argument("--input", metavar="FILE", help="texts to predict: CSV, TSV, JSONL or Parquet")
+    p.add_argument(
+        "--output",
+        metavar="FILE",
+        help="where to write predictions: .jsonl, .csv, .tsv or .parquet (the input's columns, "
+        "then prediction; for a classifier also prediction_score and prediction_prob_<label> "
+        "per class)",
     )
     p.add_argument(
         "--text-column", help="column of --input holding the text (detected when unambiguous)"
+    )
+    p.add_argument(
+        "--text-pair-column",
+        help="column of --input holding the second text, for runs trained on text pairs "
+        "(detected for known pairs of names such as sentence1/sentence2)",
     )
     p.add_argument(
         "--skip-bad-rows",
@@ -82,9 +135,23 @@ def run(args: argparse.Namespace) -> int:
             "give texts with --text TEXT, or a file with --input FILE --output FILE (not both)"
         )
     if args.input and not args.output:
-        raise ConfigError("--input needs --output FILE (.jsonl, .csv or .tsv)")
+        raise ConfigError("--input needs --output FILE (.jsonl, .csv, .tsv or .parquet)")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: {args.batch_size} is not allowed, it must be > 0")
+    if args.input and args.text_pair:
+        raise ConfigError(
+            "--text-pair goes with --text; with --input the second texts are a column of the "
+            "file (--text-pair-column)"
+        )
+    if args.text and args.text_pair_column:
+        raise ConfigError(
+            "--text-pair-column names a column of --input; with --text give --text-pair"
+        )
+    if args.text_pair and len(args.text_pair) != len(args.text):
+        raise ConfigError(
+            f"{len(args.text)} --text but {len(args.text_pair)} --text-pair; give one --text-pair "
+            "per --text"
+        )
     fmt = None
     if args.input:
         fmt = _OUTPUT_FORMATS.get(Path(args.output).suffix.lower())
@@ -98,34 +165,69 @@ def run(args: argparse.Namespace) -> int:
     model = trustune.load(
         args.run, key=key_from_args(args, required=False), public_key=public_key_from_args(args)
     )
+    _check_pair_arguments(model, args)
     if args.text:
-        texts, cut = cut_texts(args.text, max_chars := run_max_chars(model))
-        if cut:
-            err_console.print(cut_notice(cut, max_chars))
-        predictions = model.predict(texts, batch_size=args.batch_size)
-        if args.json:
-            out_console.print_json(
-                json.dumps(
-                    [{"text": t, **p.to_dict()} for t, p in zip(texts, predictions, strict=True)]
-                )
-            )
-            return 0
-        table = Table(show_header=True)
-        for column in ("text", "label", "score", "probabilities"):
-            table.add_column(column)
-        for text, p in zip(texts, predictions, strict=True):
-            probs = ", ".join(f"{k} {v:.3f}" for k, v in p.probabilities.items())
-            table.add_row(
-                text if len(text) <= 60 else text[:57] + "...",
-                str(p.label),
-                f"{p.score:.3f}",
-                probs,
-            )
-        out_console.print(table)
+        _predict_texts(model, args)
         return 0
     assert fmt is not None
     _predict_file(model, args, fmt)
     return 0
+
+
+def _check_pair_arguments(model: LoadedRun, args: argparse.Namespace) -> None:
+    """A pair run needs the second texts; a single-text run refuses them."""
+    if model.pairs and args.text and not args.text_pair:
+        raise ConfigError(
+            f"{args.run} was trained on text pairs ({shown(str(model.manifest.get('text_column')))}"
+            f" and {shown(str(model.manifest.get('text_pair_column')))}); give the second text "
+            "of each --text with --text-pair TEXT"
+        )
+    if not model.pairs:
+        for flag, given in (
+            ("--text-pair", args.text_pair),
+            ("--text-pair-column", args.text_pair_column),
+        ):
+            if given:
+                raise ConfigError(f"{args.run} was trained on single texts; drop {flag}")
+
+
+def _predict_texts(model: LoadedRun, args: argparse.Namespace) -> None:
+    max_chars = run_max_chars(model)
+    texts, cut = cut_texts(args.text, max_chars)
+    pairs, pairs_cut = cut_texts(args.text_pair, max_chars) if model.pairs else (None, 0)
+    if cut + pairs_cut:
+        err_console.print(cut_notice(cut + pairs_cut, max_chars))
+    predictions = model.predict(texts, pairs, batch_size=args.batch_size)
+    inputs = [
+        {"text": t} if pairs is None else {"text": t, "text_pair": pairs[i]}
+        for i, t in enumerate(texts)
+    ]
+    if args.json:
+        out_console.print_json(
+            json.dumps(
+                [{**i, **prediction_fields(p)} for i, p in zip(inputs, predictions, strict=True)]
+            )
+        )
+        return
+    table = Table(show_header=True)
+    keys = list(predictions[0].to_dict())  # the first is the label or value
+    for column in [*(c.replace("_", " ") for c in inputs[0]), "prediction", *keys[1:]]:
+        table.add_column(column)
+    for given, p in zip(inputs, predictions, strict=True):
+        table.add_row(
+            *(t if len(t) <= 60 else t[:57] + "..." for t in given.values()),
+            *(_cell(v) for v in p.to_dict().values()),
+        )
+    out_console.print(table)
+
+
+def _cell(value: Any) -> str:
+    """One predicted field in the terminal table (probabilities as ``label p, ...``)."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_cell(v)}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
 
 
 def _check_paths(source: Path, output: Path) -> None:
@@ -140,28 +242,39 @@ def _check_paths(source: Path, output: Path) -> None:
     check_output_path(output, flag="--output", folder=False)
 
 
-def _predict_file(model: Any, args: argparse.Namespace, fmt: str) -> None:
-    from trustune.data import load_texts
+def _predict_file(model: LoadedRun, args: argparse.Namespace, fmt: str) -> None:
+    from trustune.data import load_inputs
 
     max_chars = run_max_chars(model)
-    texts, frame = load_texts(
-        args.input, text_column=args.text_column, skip_bad_rows=args.skip_bad_rows,
-        max_chars=max_chars,
+    texts, pairs, frame = load_inputs(
+        args.input, text_column=args.text_column, pair_column=args.text_pair_column,
+        pairs=model.pairs, skip_bad_rows=args.skip_bad_rows, max_chars=max_chars,
     )  # fmt: skip
     if frame.attrs.get("chars_cut"):
         err_console.print(cut_notice(frame.attrs["chars_cut"], max_chars))
+    # the field names come from one real prediction, so they are those every row gets
+    first = model.predict(texts[:1], None if pairs is None else pairs[:1]) if texts else []
+    fields = list(prediction_fields(first[0])) if first else []
+    _check_column_names(list(frame.columns), fields)
     progress = BarProgress(enabled=not args.quiet)
     progress.start("predict", total=len(texts))
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    records = frame.to_dict(orient="records")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            writer = _writer(f, fmt, list(frame.columns), model.labels)
-            stream = model.predict_stream(_counted(texts, progress), batch_size=args.batch_size)
-            for record, prediction in zip(records, stream, strict=True):
-                writer(record, prediction)
+        stream = model.predict_stream(_counted(texts, progress), pairs, batch_size=args.batch_size)
+        rows = (prediction_fields(p) for p in stream)
+        if fmt == "parquet":
+            os.close(fd)
+            _write_parquet(Path(tmp), frame, fields, rows)
+        else:
+            records: list[dict[Any, Any]] = frame.to_dict(orient="records")
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                write = _writer(f, fmt, [*frame.columns, *fields])
+                for record, predicted in zip(records, rows, strict=True):
+                    write({**record, **predicted})
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, output)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -169,7 +282,31 @@ def _predict_file(model: Any, args: argparse.Namespace, fmt: str) -> None:
         raise
     finally:
         progress.end("predict")
-    out_console.print(f"wrote {len(texts)} predictions to {output}")
+    out_console.print(f"wrote {len(texts)} predictions to {output}", soft_wrap=True)
+
+
+def _check_column_names(columns: Sequence[Any], fields: Sequence[str]) -> None:
+    """An input column named like a prediction field would be overwritten or duplicated."""
+    for column in columns:
+        if str(column) in fields:
+            raise ColumnError(
+                f"--input has a column {shown(str(column))}, a name predict writes its results "
+                f"under ({', '.join(fields[:3])}{', ...' if len(fields) > 3 else ''}); rename "
+                "that column in the input file and run again"
+            )
+
+
+def _write_parquet(
+    path: Path, frame: pd.DataFrame, fields: Sequence[str], rows: Iterator[dict[str, Any]]
+) -> None:
+    """The input frame (its column types kept) with the prediction fields appended."""
+    import pandas as pd
+
+    predicted = pd.DataFrame.from_records(list(rows), columns=list(fields))
+    out = pd.concat([frame.reset_index(drop=True), predicted], axis=1)
+    out.to_parquet(path, index=False)
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
 
 
 def _counted(texts: list[str], progress: BarProgress) -> Iterator[str]:
@@ -179,20 +316,18 @@ def _counted(texts: list[str], progress: BarProgress) -> Iterator[str]:
             progress.advance("predict", 64 if i % 64 == 0 else i % 64)
 
 
-def _writer(f: TextIO, fmt: str, columns: list[str], labels: tuple[Any, ...]) -> Any:
+def _writer(f: TextIO, fmt: str, columns: list[Any]) -> Any:
+    """Write one flat record (input columns, then prediction fields) per line or row."""
     if fmt == "jsonl":
 
-        def write_json(record: dict[str, Any], p: Any) -> None:
-            f.write(json.dumps({**record, **p.to_dict()}, ensure_ascii=False, default=str) + "\n")
+        def write_json(record: dict[str, Any]) -> None:
+            f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
 
         return write_json
-    prob_columns = [f"prob_{label}" for label in labels]
     writer = csv.writer(f, delimiter="," if fmt == "csv" else "\t")
-    writer.writerow([*columns, "predicted_label", "score", *prob_columns])
+    writer.writerow(columns)
 
-    def write_row(record: dict[str, Any], p: Any) -> None:
-        writer.writerow(
-            [*(record[c] for c in columns), p.label, p.score, *p.probabilities.values()]
-        )
+    def write_row(record: dict[str, Any]) -> None:
+        writer.writerow([record[c] for c in columns])
 
     return write_row

@@ -6,12 +6,14 @@ users, so ``[/]`` or ``:smile:`` print as typed. Style goes in ``Text`` objects,
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
@@ -30,7 +32,38 @@ __all__ = ["BarProgress", "err_console", "metrics_table", "out_console"]
 out_console = Console(highlight=False, markup=False, emoji=False)
 err_console = Console(stderr=True, highlight=False, markup=False, emoji=False)
 
-_TASK_NAMES = {"train": "training", "predict": "predicting"}
+_TASK_NAMES = {"train": "training", "predict": "predicting", "evaluate": "evaluating"}
+_DESCRIPTION_WIDTH = 30  # longer task names are cut with "…"
+
+
+class _Bars(RichProgress):
+    """One line per task (name, bar, count, elapsed, ETA), its live figures on a line below:
+    fits an 80-column terminal, the bar shrinking (10 to 40 columns) to leave room."""
+
+    def __init__(self, console: Console) -> None:
+        self._bar_column = BarColumn()
+        super().__init__(
+            TextColumn("{task.description}", style="bold", markup=False), self._bar_column,
+            MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA", markup=False),
+            TimeRemainingColumn(), console=console, transient=False,
+        )  # fmt: skip
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        for task in self.tasks:
+            if not task.visible:
+                continue
+            yield self.make_tasks_table([task])
+            if task.fields.get("figures"):
+                yield Text("  " + task.fields["figures"], no_wrap=True, overflow="ellipsis")
+
+    def make_tasks_table(self, tasks: Iterable[Task]) -> Table:
+        tasks = list(tasks)
+        counts = max((2 * len(str(int(t.total or 0))) + 1 for t in tasks), default=3)
+        names = max((len(t.description) for t in tasks), default=0)
+        # the other columns: name, count, elapsed (7), "ETA", remaining (7), one space between each
+        others = names + counts + 7 + 3 + 7 + 5
+        self._bar_column.bar_width = max(10, min(40, self.console.width - others - 1))
+        return super().make_tasks_table(tasks)
 
 
 class BarProgress(Progress):
@@ -46,16 +79,12 @@ class BarProgress(Progress):
         if not self.enabled:
             return
         if self._bar is None:
-            self._bar = RichProgress(
-                TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
-                MofNCompleteColumn(), TextColumn("{task.fields[figures]}", markup=False),
-                TimeElapsedColumn(), TextColumn("ETA", markup=False),
-                TimeRemainingColumn(), console=self.console, transient=False,
-            )  # fmt: skip
+            self._bar = _Bars(self.console)
             self._bar.start()
-        self._tasks[task] = self._bar.add_task(
-            _TASK_NAMES.get(task, task), total=total, completed=completed, figures=""
-        )
+        name = _TASK_NAMES.get(task, task)
+        if len(name) > _DESCRIPTION_WIDTH:
+            name = name[: _DESCRIPTION_WIDTH - 1] + "…"
+        self._tasks[task] = self._bar.add_task(name, total=total, completed=completed, figures="")
 
     def advance(self, task: str, amount: int = 1, **fields: Any) -> None:
         if self._bar is None or task not in self._tasks:
@@ -93,12 +122,19 @@ def _fmt(value: Any) -> str:
 
 
 def metrics_table(result: dict[str, Any], *, title: str) -> list[Table]:
-    """The headline figures, the per-class table and the confusion matrix of an EvalResult."""
+    """The headline figures of an EvalResult, then per task: the per-class table and the
+    confusion matrix (classification), the error by target range (regression)."""
     summary = Table(title=title, show_header=True)
     summary.add_column("metric")
     summary.add_column("value", justify="right")
-    for key in ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro",
-                "roc_auc", "pr_auc", "ece", "loss"):  # fmt: skip
+    regression = "mse" in result
+    keys = (
+        ("spearman", "pearson", "mse", "mae", "r2", "loss")
+        if regression
+        else ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro",
+              "roc_auc", "pr_auc", "ece", "loss")
+    )  # fmt: skip
+    for key in keys:
         summary.add_row(key, _fmt(result.get(key)))
     speed = result.get("speed")
     if speed:
@@ -107,6 +143,16 @@ def metrics_table(result: dict[str, Any], *, title: str) -> list[Table]:
         summary.add_row(
             f"throughput (batch {speed['batch_size']})", f"{speed['throughput_per_s']:.0f} texts/s"
         )
+    if regression:
+        by_range = Table(title="error by target range")
+        for column in ("targets", "rows", "mean abs. error", "bias"):
+            by_range.add_column(column, justify="right")
+        for row in result.get("by_range", []):
+            lo, hi = row["range"]
+            by_range.add_row(
+                f"{lo:g} to {hi:g}", str(row["rows"]), _fmt(row["mae"]), _fmt(row["bias"])
+            )
+        return [summary, by_range]
     per_class = Table(title="per class")
     for column in ("class", "precision", "recall", "f1", "support"):
         per_class.add_column(column, justify="left" if column == "class" else "right")

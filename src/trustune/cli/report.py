@@ -25,12 +25,9 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from trustune.artifact import read_manifest, read_metrics
     from trustune.report import write_report
-    from trustune.report.sections import run_sections
 
     run_dir = Path(args.run)
-    path = write_report(
-        run_dir, read_manifest(run_dir), read_metrics(run_dir),
-        extra_sections=run_sections(run_dir),
-    )  # fmt: skip
+    # the same sections as every writer: the task's, explanations, privacy (the registry's)
+    path = write_report(run_dir, read_manifest(run_dir), read_metrics(run_dir))
     out_console.print(f"report: {path}")
     return 0

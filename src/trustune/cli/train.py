@@ -12,34 +12,83 @@ from trustune.cli.render import BarProgress, err_console, metrics_table, out_con
 from trustune.config import DEFAULT_MAX_CHARS, RunConfig, config_flags, load_config
 from trustune.errors import ConfigError
 
-__all__ = ["add_parser"]
+__all__ = ["EXAMPLES", "add_parser"]
+
+
+# The groups of `trustune train --help`: one per config section (in this order), then run control.
+_GROUPS = {
+    "data": "data (YAML section data)",
+    "task": "task (YAML section task)",
+    "model": "model (YAML section model)",
+    "train": "training (YAML section train)",
+    "privacy": "privacy (YAML section privacy)",
+}
+
+EXAMPLES = (  # (what it does, the command): shown by --help, parsed by tests/test_cli_terminal.py
+    ("one labeled file, part of it held out for validation",
+     "trustune train --data tickets.csv --output runs/tickets"),
+    ("a validation file, more epochs, a lower learning rate",
+     "trustune train --data train.csv --validation dev.csv --epochs 5 --lr 3e-5"),
+    ("a YAML config, one value overridden",
+     "trustune train --config run.yaml --batch-size 16 --output runs/b16"),
+    ("differential privacy (DP-SGD) to epsilon 8",
+     "trustune train --data tickets.csv --dp-epsilon 8 --trainable bitfit"),
+)  # fmt: skip
+_EPILOG = (
+    "examples:\n"
+    + "".join(f"  # {what}\n  {command}\n" for what, command in EXAMPLES)
+    + "\nEvery flag is also a key of the YAML config: --batch-size is train.batch_size."
+)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Fills paragraphs as argparse does, but keeps the lines of a text that has line breaks."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" not in text:
+            return super()._fill_text(text, width, indent)
+        return "".join(indent + line for line in text.splitlines(keepends=True))
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "train",
         help="fine-tune a pretrained model on labeled texts",
+        usage="%(prog)s [--data FILE | --config YAML] [--output DIR] [options]",
         description="Fine-tune a pretrained transformer on a file of labeled texts and write a run "
-        "folder (model, manifest, metrics, report). Flags override --config; every flag is also a "
-        "key of the YAML config (section.key, e.g. train.batch_size).",
+        "folder (model, manifest, metrics, report). Flags override --config.",
+        epilog=_EPILOG,
+        formatter_class=_HelpFormatter,
     )
-    p.add_argument(
+    groups = {
+        section: p.add_argument_group(_GROUPS.get(section, section))
+        for section in sorted(
+            {section for _, section, _ in config_flags()},
+            key=lambda s: (list(_GROUPS).index(s) if s in _GROUPS else len(_GROUPS), s),
+        )
+    }
+    control = p.add_argument_group("output and run control")
+    control.add_argument(
         "--config",
         metavar="YAML",
         help="run configuration file (data/model/train/privacy sections)",
     )
-    p.add_argument(
+    control.add_argument(
         "--output",
         metavar="DIR",
         default="runs/latest",
         help="run folder to write (default: runs/latest)",
     )
-    p.add_argument(
+    control.add_argument(
         "--resume", action="store_true", help="continue from the last checkpoint in --output"
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --output")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--no-speed", action="store_true", help="skip latency/throughput measurement")
+    control.add_argument(
+        "--overwrite", action="store_true", help="replace an existing run in --output"
+    )
+    control.add_argument("--quiet", action="store_true", help="no progress bar")
+    control.add_argument(
+        "--no-speed", action="store_true", help="skip latency/throughput measurement"
+    )
     for flag, section, f in config_flags():
         default = f.default
         shown = default.value if isinstance(default, enum.Enum) else default
@@ -61,7 +110,7 @@ def add_parser(sub: Any) -> None:
             kwargs["metavar"] = "X"
         else:
             kwargs["metavar"] = f.name.split("_")[-1].upper()
-        p.add_argument(flag, **kwargs)
+        groups[section].add_argument(flag, **kwargs)
     p.set_defaults(handler=run)
 
 
@@ -124,5 +173,11 @@ def run(args: argparse.Namespace) -> int:
             f"privacy spent: ε = {privacy['epsilon']:.2f} (target {privacy['target_epsilon']:g}), "
             f"δ = {privacy['delta']:.2g}, {privacy['accountant']} accountant"
         )
-    out_console.print(f"run written to {output}/  report: {output / 'report.html'}")
+    from trustune.cli.prune import format_size
+    from trustune.train.checkpoint import folder_size
+
+    out_console.print(
+        f"run written to {output}/ ({format_size(folder_size(output))})  "
+        f"report: {output / 'report.html'}"
+    )
     return 0

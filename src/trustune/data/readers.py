@@ -188,9 +188,23 @@ class _Cutter:
         return value
 
 
+def _unquoted(cell: str) -> str:
+    """A TSV field written with CSV quoting (``"a ""b"" c"``) as its text; anything else as is.
+
+    Only a field that starts and ends with a quote and doubles every quote inside is taken for
+    quoted (STS-B and other CSV-writer TSVs); GLUE-style TSVs keep stray quotes as text.
+    """
+    if len(cell) >= 2 and cell[0] == '"' and cell[-1] == '"':
+        inner = cell[1:-1]
+        if '"' not in inner.replace('""', ""):
+            return inner.replace('""', '"')
+    return cell
+
+
 def _read_delimited(
-    path: Path, delimiter: str, quoting: Literal[0, 1, 2, 3], max_chars: int
-) -> pd.DataFrame:
+    path: Path, delimiter: str, quoting: Literal[0, 1, 2, 3], max_chars: int,
+    *, unquote: bool = False,
+) -> pd.DataFrame:  # fmt: skip
     lines = _lines(path)
     head: list[str] = []
     for line in lines:  # the first 50 non-blank lines decide whether there is a header
@@ -209,6 +223,8 @@ def _read_delimited(
         for cells in reader:
             if not cells:
                 continue
+            if unquote:
+                cells = [_unquoted(c) for c in cells]
             if has_header and header is None:
                 header = _unique_names([shortened(c, limit=200) for c in cells])
                 width = len(header)
@@ -244,8 +260,8 @@ def _read_csv(path: Path, max_chars: int) -> pd.DataFrame:
 
 @register_reader("tsv", ".tsv", ".tab")
 def _read_tsv(path: Path, max_chars: int) -> pd.DataFrame:
-    # GLUE-style TSV keeps quote characters as text.
-    return _read_delimited(path, "\t", csv.QUOTE_NONE, max_chars)
+    # GLUE-style TSV keeps quote characters as text; a field quoted the CSV way is unquoted.
+    return _read_delimited(path, "\t", csv.QUOTE_NONE, max_chars, unquote=True)
 
 
 class _HugeNumber(ValueError):

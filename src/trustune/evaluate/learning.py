@@ -62,6 +62,18 @@ def check_learning(manifest: Mapping[str, Any], validation: Mapping[str, Any]) -
             f"baseline {baseline:.3f} (always predicting the most frequent label); try more "
             "epochs, another --lr, or more rows per label"
         )
+    r2 = finite(validation.get("r2"))
+    if r2 is not None and r2 <= BASELINE_MARGIN:
+        warnings.append(
+            f"the model did not learn: validation R² {r2:.3f} is at the baseline of always "
+            "predicting the mean score (R² 0); try more epochs, another --lr, or more rows"
+        )
+    rows = finite(split.get("rows"))
+    if not counts and rows is not None and rows < MIN_VALIDATION_ROWS:
+        warnings.append(
+            f"the validation set is too small to select a checkpoint on ({rows:.0f} rows); pass "
+            "a larger --validation file or a larger --validation-fraction"
+        )
     history = as_mapping(manifest.get("training")).get("history")
     entries = history if isinstance(history, list) else []
     losses = [

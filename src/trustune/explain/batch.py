@@ -28,6 +28,8 @@ class TokenBatch:
     baseline_ids: torch.Tensor  # (batch, seq)
     word_mask: torch.Tensor  # (batch, seq)
     targets: torch.Tensor  # (batch,)
+    # the segment of each token (0 for single texts and padding); the baseline keeps them
+    token_type_ids: torch.Tensor | None = None  # (batch, seq)
 
     @classmethod
     def build(
@@ -41,6 +43,11 @@ class TokenBatch:
         baseline_ids = torch.where(is_word, torch.full_like(input_ids, pad_id), input_ids)
         inert = max(t.n_words for t in texts)
         word_mask = torch.where(is_word, words, torch.full_like(words, inert))
+        token_type_ids = torch.zeros_like(input_ids)
+        for row, text in enumerate(texts):
+            if text.token_type_ids is not None:
+                types = torch.as_tensor(text.token_type_ids, dtype=torch.long)
+                token_type_ids[row, : len(types)] = types
         return cls(
             texts=tuple(texts),
             input_ids=input_ids,
@@ -48,7 +55,15 @@ class TokenBatch:
             baseline_ids=baseline_ids,
             word_mask=word_mask,
             targets=torch.as_tensor(list(targets), dtype=torch.long),
+            token_type_ids=token_type_ids,
         )
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    @property
+    def types(self) -> torch.Tensor:
+        """Token types (batch, seq): zeros when the batch was built without them."""
+        if self.token_type_ids is None:
+            return torch.zeros_like(self.input_ids)
+        return self.token_type_ids

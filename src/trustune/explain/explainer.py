@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from trustune.config import Precision
+from trustune.errors import ConfigError
 from trustune.explain.batch import TokenBatch
 from trustune.explain.explanation import Explanation
 from trustune.explain.model import ExplainableModel
@@ -28,17 +29,30 @@ def iter_explanations(
     target: Any = None,
     options: ExplainOptions | None = None,
     progress: Progress | None = None,
+    text_pairs: Sequence[str] | None = None,
 ) -> Iterator[tuple[int, Explanation]]:
     """Explanations with the index of their text, batch by batch (texts of similar length together).
 
-    ``target`` is the label to explain for every text; None explains each text's predicted label.
+    ``target`` is the label to explain for every text; None explains each text's predicted label
+    (a model that explains its output, a regression, always explains its predicted score).
+    ``text_pairs``: the second text of each input, for a model trained on text pairs; the words
+    of both texts are explained together.
     """
     explainer = get_explainer(method)
     explainer.check_model(model)
     options = options or ExplainOptions()
+    if target is not None and model.explains == "output":
+        raise ConfigError(
+            "a regression explains its predicted score, there is no label to choose; "
+            "drop target= (--target)"
+        )
     target_index = None if target is None else model.label_index(target)
-    tokenized = tokenize_words(model.tokenizer, texts, max_length=model.max_length)
-    probabilities = model.predict_ids([t.input_ids for t in tokenized])
+    tokenized = tokenize_words(
+        model.tokenizer, texts, max_length=model.max_length, pairs=text_pairs
+    )
+    probabilities = model.predict_ids(
+        [t.input_ids for t in tokenized], token_types=[t.token_type_ids for t in tokenized]
+    )
     predicted = probabilities.argmax(axis=1)
     per_call = options.texts_per_batch if explainer.batched else 1
     order = sorted(range(len(tokenized)), key=lambda i: len(tokenized[i].input_ids))
@@ -74,13 +88,15 @@ def explain_texts(
     target: Any = None,
     options: ExplainOptions | None = None,
     progress: Progress | None = None,
+    text_pairs: Sequence[str] | None = None,
 ) -> list[Explanation]:
-    """One explanation per text, in input order."""
+    """One explanation per text (or text pair), in input order."""
     texts = list(texts)
     out: list[Explanation | None] = [None] * len(texts)
     stream = iter_explanations(
-        model, texts, method=method, target=target, options=options, progress=progress
-    )
+        model, texts, method=method, target=target, options=options, progress=progress,
+        text_pairs=text_pairs,
+    )  # fmt: skip
     for i, explanation in stream:
         out[i] = explanation
     return [e for e in out if e is not None]
@@ -111,4 +127,6 @@ def _explanation(
         delta=delta,
         truncated=text.truncated,
         dropped_words=text.dropped_words,
+        text_pair=text.text_pair,
+        segments=text.segments,
     )

@@ -28,6 +28,11 @@ class Explanation:
     When it is too large, :attr:`completeness_warning` says so (see ``COMPLETENESS_RTOL``).
     ``truncated`` means the text was longer than the model's max length; the last
     ``dropped_words`` words were not seen and get no score.
+
+    For a text pair, ``text_pair`` is the second text and ``segments[i]`` says which text
+    ``words[i]`` is in (0: ``text``, 1: ``text_pair``); its span is in that text. For a single
+    text ``text_pair`` is None and every segment is 0. For a regression the target is
+    ``"score"`` and the scores explain the predicted score (in its unit), not a probability.
     """
 
     text: str
@@ -41,6 +46,22 @@ class Explanation:
     delta: float | None = None
     truncated: bool = False
     dropped_words: int = 0
+    text_pair: str | None = None
+    segments: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.segments:  # a single text (or a stored explanation from before pairs)
+            object.__setattr__(self, "segments", (0,) * len(self.words))
+        if len(self.segments) != len(self.words):
+            raise ValueError(f"{len(self.segments)} segments for {len(self.words)} words")
+
+    def text_of(self, segment: int) -> str:
+        """The text that words of ``segment`` are in (0: ``text``, 1: ``text_pair``)."""
+        if segment == 0:
+            return self.text
+        if segment == 1 and self.text_pair is not None:
+            return self.text_pair
+        raise ValueError(f"this explanation has no text of segment {segment}")
 
     @property
     def explained_change(self) -> float | None:
@@ -96,6 +117,8 @@ class Explanation:
             "completeness_warning": self.completeness_warning,
             "truncated": self.truncated,
             "dropped_words": self.dropped_words,
+            "text_pair": self.text_pair,
+            "segments": list(self.segments),
         }
 
     @classmethod
@@ -113,6 +136,8 @@ class Explanation:
             delta=None if data.get("delta") is None else float(data["delta"]),
             truncated=bool(data.get("truncated", False)),
             dropped_words=int(data.get("dropped_words", 0)),
+            text_pair=None if data.get("text_pair") is None else str(data["text_pair"]),
+            segments=tuple(int(s) for s in data.get("segments") or ()),
         )
 
     def _repr_html_(self) -> str:

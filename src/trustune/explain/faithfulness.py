@@ -129,17 +129,20 @@ def faithfulness_of(
 ) -> MethodFaithfulness:
     """Comprehensiveness and sufficiency of word scores (one sequence per text; higher ranks first)."""
     variants: list[list[int]] = []
+    types: list[list[int] | None] = []  # the segments of text pairs go with their tokens
     for text, scores in zip(tokenized, rankings, strict=True):
         if len(scores) != text.n_words:
             raise ConfigError(f"{len(scores)} scores for {text.n_words} words; give one per word")
         order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
         variants.append(list(text.input_ids))
+        types.append(text.types_without_words(set()))
         for percent in bins:
             top = {int(w) for w in order[: _rationale_size(text.n_words, percent)]}
-            variants.append(text.without_words(top))  # comprehensiveness: rationale deleted
             rest = set(range(text.n_words)) - top
-            variants.append(text.without_words(rest))  # sufficiency: rationale only
-    probabilities = model.predict_ids(variants)
+            for removed in (top, rest):  # comprehensiveness: rationale deleted; sufficiency: kept
+                variants.append(text.without_words(removed))
+                types.append(text.types_without_words(removed))
+    probabilities = model.predict_ids(variants, token_types=types)
     per_text = 1 + 2 * len(bins)
     comprehensiveness = np.zeros(len(bins))
     sufficiency = np.zeros(len(bins))

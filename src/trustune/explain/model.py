@@ -38,16 +38,22 @@ class ExplainableModel:
     labels: tuple[int | str, ...]
     max_length: int
     pad_id: int
+    # "probability": the explained function is a class probability (softmax of the outputs);
+    # "output": the raw output itself (a regression's predicted score, labels == ("score",))
+    explains: str = "probability"
 
     @classmethod
     def from_classifier(cls, classifier: Any) -> ExplainableModel:
-        """Wrap a :class:`~trustune.TextClassifier` (or anything with the same attributes)."""
+        """Wrap a loaded run (:class:`~trustune.TextClassifier`, :class:`~trustune.TextRegressor`,
+        or anything with the same attributes)."""
+        task = getattr(classifier, "task", None)
         return cls(
             model=classifier.model,
             tokenizer=classifier.tokenizer,
             labels=tuple(classifier.labels),
             max_length=int(classifier.max_length),
             pad_id=int(classifier.pad_id),
+            explains=str(getattr(task, "explains", "probability")),
         )
 
     def label_index(self, label: Any) -> int:
@@ -91,7 +97,7 @@ class ExplainableModel:
         differences of probabilities, which bf16 rounding would drown when they are small, so
         ``auto`` keeps them in fp32.
         """
-        from trustune.train.setup import resolve_precision
+        from trustune.precision import resolve_precision
 
         device = self.device
         if precision is Precision.AUTO and not gradients:
@@ -120,25 +126,44 @@ class ExplainableModel:
         except (TypeError, ValueError):
             return False
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Logits (batch, classes) of padded token ids; differentiable for a float torch model."""
+    def logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """Logits (batch, classes) of padded token ids; differentiable for a float torch model.
+
+        ``token_type_ids`` (batch, seq) are the segments of text pairs; None: all zeros.
+        """
         inputs = {"input_ids": input_ids.long(), "attention_mask": attention_mask}
         if self._takes_token_types:
-            inputs["token_type_ids"] = torch.zeros_like(input_ids, dtype=torch.long)
+            inputs["token_type_ids"] = (
+                torch.zeros_like(input_ids, dtype=torch.long)
+                if token_type_ids is None
+                else token_type_ids.long()
+            )
         output = self.model(**inputs)
         logits = getattr(output, "logits", output)
         if not isinstance(logits, torch.Tensor):
             logits = torch.as_tensor(np.asarray(logits))
         return logits.float()
 
-    def probabilities(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Class probabilities (batch, classes): the function every explanation is about."""
-        return torch.softmax(self.logits(input_ids, attention_mask), dim=-1)
+    def probabilities(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """Class probabilities (batch, classes), or for a model that ``explains`` its ``output``
+        the outputs themselves: the function every explanation is about."""
+        logits = self.logits(input_ids, attention_mask, token_type_ids)
+        return logits if self.explains == "output" else torch.softmax(logits, dim=-1)
 
     def predict_ids(
-        self, sequences: Sequence[Sequence[int]], *, batch_size: int = 64
-    ) -> np.ndarray:
-        """Probabilities of unpadded token-id sequences, batched by length, in input order."""
+        self, sequences: Sequence[Sequence[int]], *, batch_size: int = 64,
+        token_types: Sequence[Sequence[int] | None] | None = None,
+    ) -> np.ndarray:  # fmt: skip
+        """Probabilities of unpadded token-id sequences, batched by length, in input order.
+
+        ``token_types``: the segments of each sequence (text pairs); None, or a None entry: zeros.
+        """
         from trustune.explain.words import pad_token_batch
 
         out = np.empty((len(sequences), len(self.labels)), dtype=np.float64)
@@ -147,7 +172,14 @@ class ExplainableModel:
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 ids, mask = pad_token_batch([sequences[i] for i in idx], pad_id=self.pad_id)
-                out[idx] = self.probabilities(ids, mask).double().numpy()
+                types = None
+                if token_types is not None:
+                    types = torch.zeros_like(ids)
+                    for row, i in enumerate(idx):
+                        kinds = token_types[i]
+                        if kinds is not None:
+                            types[row, : len(kinds)] = torch.as_tensor(list(kinds))
+                out[idx] = self.probabilities(ids, mask, types).double().numpy()
         return out
 
 

@@ -7,7 +7,8 @@ relative to the text's largest. The HTML needs nothing else to open: inline CSS,
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,16 @@ from trustune.explain.explanation import Explanation
 from trustune.explain.faithfulness import RANDOM, FaithfulnessReport
 from trustune.explain.global_importance import GlobalImportance
 
-__all__ = ["Segment", "render_card", "render_page", "render_section", "segments", "terminal_text"]
+__all__ = [
+    "PART_LABELS",
+    "Segment",
+    "parts",
+    "render_card",
+    "render_page",
+    "render_section",
+    "segments",
+    "terminal_text",
+]
 
 _FOR = (22, 163, 74)  # green
 _AGAINST = (220, 38, 38)  # red
@@ -41,15 +51,29 @@ class Segment:
         return f"rgba({r}, {g}, {b}, {abs(self.weight) * 0.85:.3f})"
 
 
-def segments(explanation: Explanation) -> list[Segment]:
-    """The whole text cut into words (with their scores) and the gaps between them."""
+# How the two texts of a pair are labelled where they are shown one after the other
+PART_LABELS = ("first text", "second text")
+
+
+def parts(explanation: Explanation) -> list[tuple[str | None, list[Segment]]]:
+    """Each text with its segments: one unlabelled text, or the two texts of a pair, labelled."""
+    if explanation.text_pair is None:
+        return [(None, segments(explanation))]
+    return [(PART_LABELS[i], segments(explanation, segment=i)) for i in (0, 1)]
+
+
+def segments(explanation: Explanation, *, segment: int = 0) -> list[Segment]:
+    """The whole text (of a pair: its ``segment``) cut into words (with their scores) and the
+    gaps between them; colour strengths are relative to the strongest word of both texts."""
     out: list[Segment] = []
     cursor = 0
-    text = explanation.text
+    text = explanation.text_of(segment)
     weights = explanation.normalized_scores()
-    for (start, end), score, weight in zip(
-        explanation.spans, explanation.scores, weights, strict=True
+    for (start, end), score, weight, part in zip(
+        explanation.spans, explanation.scores, weights, explanation.segments, strict=True
     ):
+        if part != segment:
+            continue
         if start > cursor:
             out.append(Segment(text[cursor:start]))
         out.append(Segment(text[start:end], score, weight))
@@ -67,15 +91,56 @@ def _mix(weight: float) -> str:
     return f"rgb({r},{g},{b})"
 
 
-def terminal_text(explanation: Explanation) -> Text:
-    """The text with each word coloured by its score (bold when strong)."""
+# 256 colours: four steps per side from greyish to full green / red (xterm palette numbers),
+# chosen by hand because the nearest palette colour to the grey-to-green scale is mostly grey.
+_FOR_256 = (108, 71, 35, 34)
+_AGAINST_256 = (138, 131, 167, 160)
+_NEUTRAL_256 = 244
+
+
+def _eight_bit(weight: float) -> str:
+    step = min(len(_FOR_256), math.ceil(min(abs(weight), 1.0) * len(_FOR_256)))
+    if step == 0:
+        return f"color({_NEUTRAL_256})"
+    return f"color({(_FOR_256 if weight >= 0 else _AGAINST_256)[step - 1]})"
+
+
+def _sixteen(weight: float) -> str:
+    """16 colours: the sign only, and no colour for the weakest words (bold marks the strong)."""
+    if abs(weight) < 0.25:
+        return ""
+    return "green" if weight >= 0 else "red"
+
+
+# by rich's Console.color_system; None: the terminal shows no colour (rich prints no style)
+_COLOURS: dict[str | None, Callable[[float], str]] = {
+    "truecolor": _mix, "256": _eight_bit, "standard": _sixteen, "windows": _sixteen,
+    None: lambda weight: "",
+}  # fmt: skip
+
+
+def terminal_text(explanation: Explanation, *, color_system: str | None = "truecolor") -> Text:
+    """The text with each word coloured by its score (bold when strong).
+
+    ``color_system`` is the console's (``Console.color_system``): a smooth scale in truecolor,
+    four steps a side in 256 colours, green or red by sign in 16 colours, plain text without.
+    """
+    if color_system not in _COLOURS:
+        known = ", ".join(str(name) for name in _COLOURS)
+        raise ValueError(f"unknown color_system {color_system!r}; known: {known}")
+    colour = _COLOURS[color_system]
     out = Text()
-    for segment in segments(explanation):
-        if segment.score is None:
-            out.append(segment.text)
-        else:
-            bold = " bold" if abs(segment.weight) >= 0.5 else ""
-            out.append(segment.text, style=_mix(segment.weight) + bold)
+    for n, (label, pieces) in enumerate(parts(explanation)):
+        if label is not None:  # a text pair: the two texts one after the other, labelled
+            out.append(("\n" if n else "") + f"{label}: ", style="dim")
+        for segment in pieces:
+            if segment.score is None:
+                out.append(segment.text)
+            else:
+                style = colour(segment.weight)
+                if abs(segment.weight) >= 0.5:
+                    style = f"{style} bold".strip()
+                out.append(segment.text, style=style or None)
     return out
 
 
@@ -106,6 +171,7 @@ def _example_views(
             {
                 "explanation": e,
                 "segments": segments(e),
+                "parts": parts(e),
                 "top": e.top_words(5),
                 "probability": e.probabilities.get(str(e.predicted)),
                 "target_probability": e.probabilities.get(str(e.target)),

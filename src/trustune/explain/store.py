@@ -69,7 +69,7 @@ def record_explanations(
 ) -> Path:
     """Save results into ``explanations.json`` (atomically), summarise them in the manifest and
     rebuild the report; parts not given keep their earlier value."""
-    from trustune.run import save_records
+    from trustune.records import save_records
 
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)

@@ -69,19 +69,26 @@ def _prepare(model: ResolvedModel) -> dict[str, Any]:
 def load_classifier(
     model: ResolvedModel,
     *,
+    head: dict[str, Any] | None = None,
     num_labels: int | None = None,
     id2label: dict[int, str] | None = None,
     attn_implementation: str | None = None,
 ) -> Any:
-    """An ``AutoModelForSequenceClassification``; a new head when ``num_labels`` is given.
+    """An ``AutoModelForSequenceClassification``; a new head when ``head``, ``num_labels`` or
+    ``id2label`` is given (``head``: a task's ``id2label`` or ``num_labels`` and
+    ``problem_type``).
 
-    Without ``num_labels`` / ``id2label`` it is a trained model: every tensor must be in the
-    weights. With them (a base checkpoint for fine-tuning) only the head may be missing.
+    Without them it is a trained model: every tensor must be in the weights. With them (a base
+    checkpoint for fine-tuning) only the head may be missing.
     """
     import transformers
     from transformers import AutoModelForSequenceClassification
 
+    head = dict(head or {})
+    id2label = head.pop("id2label", id2label)
+    num_labels = head.pop("num_labels", num_labels)
     kwargs = _prepare(model)
+    kwargs.update(head)  # problem_type
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     if id2label is not None:
@@ -92,6 +99,7 @@ def load_classifier(
         kwargs["ignore_mismatched_sizes"] = True
     elif num_labels is not None:
         kwargs["num_labels"] = num_labels
+        kwargs["ignore_mismatched_sizes"] = True
     new_head = id2label is not None or num_labels is not None
     previous = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # the "newly initialized head" notice is expected

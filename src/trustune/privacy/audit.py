@@ -24,11 +24,14 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trustune.errors import DataError, TrustuneError
+
+if TYPE_CHECKING:
+    from trustune.loaded import LoadedRun
 
 __all__ = [
     "ATTACKS",
@@ -56,6 +59,8 @@ _ROC_POINTS = 200
 STABLE_ABOVE_THRESHOLD = 10
 
 ProbaFn = Callable[[Sequence[str]], np.ndarray]
+# the loss of every example, from texts and their targets (as the task encodes them)
+LossFn = Callable[[Sequence[str], Sequence[Any]], np.ndarray]
 
 
 def per_example_loss(
@@ -86,13 +91,14 @@ def neighbours(text: str, *, count: int, seed: int) -> list[str]:
 
 @dataclass
 class AuditData:
-    """What the attacks see: members and non-members with labels, and the models' outputs."""
+    """What the attacks see: members and non-members with targets, and the models' per-example
+    losses (the task's loss: the membership signal of every task)."""
 
     texts: list[str]
-    labels: list[int]
+    labels: list[Any]
     is_member: np.ndarray  # (n,) bool
-    predict_proba: ProbaFn
-    reference_proba: ProbaFn | None = None
+    loss: LossFn
+    reference_loss: LossFn | None = None
     neighbour_count: int = 8
     seed: int = 0
 
@@ -115,26 +121,26 @@ def register_attack(name: str, description: str) -> Callable[[AttackFn], AttackF
 
 @register_attack("loss", "loss threshold (Yeom et al. 2018)")
 def _loss_attack(data: AuditData) -> np.ndarray:
-    return -per_example_loss(data.predict_proba, data.texts, data.labels)
+    return -data.loss(data.texts, data.labels)
 
 
 @register_attack("neighbourhood", "loss calibrated by perturbed neighbours (Mattern et al. 2023)")
 def _neighbourhood_attack(data: AuditData) -> np.ndarray:
-    own = per_example_loss(data.predict_proba, data.texts, data.labels)
+    own = data.loss(data.texts, data.labels)
     k = data.neighbour_count
     texts = [
         n for i, t in enumerate(data.texts) for n in neighbours(t, count=k, seed=data.seed + i)
     ]
     labels = [y for y in data.labels for _ in range(k)]
-    around = per_example_loss(data.predict_proba, texts, labels).reshape(len(data.texts), k)
+    around = data.loss(texts, labels).reshape(len(data.texts), k)
     return np.asarray(around.mean(axis=1) - own)
 
 
 @register_attack("reference", "loss calibrated by a reference model (Watson et al. 2022)")
 def _reference_attack(data: AuditData) -> np.ndarray:
-    assert data.reference_proba is not None
-    target = per_example_loss(data.predict_proba, data.texts, data.labels)
-    reference = per_example_loss(data.reference_proba, data.texts, data.labels)
+    assert data.reference_loss is not None
+    target = data.loss(data.texts, data.labels)
+    reference = data.reference_loss(data.texts, data.labels)
     return np.asarray(reference - target)
 
 
@@ -221,7 +227,7 @@ def run_attacks(
 ) -> list[AttackResult]:
     """Score with each attack (``reference`` only when a reference model is given)."""
     names = list(attacks) if attacks is not None else [
-        n for n in ATTACKS if n != "reference" or data.reference_proba is not None
+        n for n in ATTACKS if n != "reference" or data.reference_loss is not None
     ]  # fmt: skip
     unknown = [n for n in names if n not in ATTACKS]
     if unknown:
@@ -289,7 +295,7 @@ def _run_split(path: Path, classifier: Any) -> Any:
         path, text_column=manifest.get("text_column"), label_column=manifest.get("label_column"),
         validation_fraction=float(data_config.get("validation_fraction", 0.1)),
         skip_bad_rows=bool(data_config.get("skip_bad_rows", False)),
-        seed=int(train_config.get("seed", 42)),
+        seed=int(train_config.get("seed", 42)), stratified=classifier.task.stratified,
     )  # fmt: skip
     recorded = manifest["data"]
     got = (split.train.info["rows"], split.validation.info["rows"])
@@ -353,7 +359,11 @@ def _read_rows(
         info = {k: labeled.info[k] for k in ("path", "sha256", "rows")}
         info["part"] = "the whole file"
         info["excluded_rows"] = 0
-    labels = classifier.label_map.encode(raw_labels, source=str(p))
+    from trustune.data import LabeledData
+
+    targets = LabeledData(texts=list(texts), raw_labels=list(raw_labels))
+    classifier.task.encode(targets, source=str(p))
+    labels = targets.labels
     order = list(range(len(texts)))
     if len(order) > limit:
         order = sorted(random.Random(seed).sample(order, limit))
@@ -402,15 +412,20 @@ def reading(results: Sequence[AttackResult], privacy: dict[str, Any] | None) -> 
 
 
 def audit_privacy(
-    run: str | Path, *, members: str | Path, non_members: str | Path,
-    reference: str | Path | None = None, limit: int = 2000, neighbour_count: int = 8,
+    classifier: LoadedRun, *, members: str | Path, non_members: str | Path,
+    reference: LoadedRun | None = None, limit: int = 2000, neighbour_count: int = 8,
     bootstrap: int = 1000, seed: int = 0, save: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
-    """Run the membership-inference attacks against a run; saves ``privacy_audit.json``,
-    the manifest's ``privacy.audit`` summary and the report's Privacy section."""
-    import trustune
-
-    classifier = trustune.load(run)
+    """Run the membership-inference attacks against a loaded run (``trustune.load``); saves
+    ``privacy_audit.json``, the manifest's ``privacy.audit`` summary and the report's Privacy
+    section in its folder. The signal is the task's per-example loss, so every task is audited
+    alike; ``reference`` is a loaded run of the same task trained on other data."""
+    run = classifier.run_dir
+    if classifier.pairs:
+        raise DataError(
+            f"{run} was trained on text pairs; the membership audit of pair runs is not "
+            "supported yet"
+        )
     m_texts, m_labels, m_info, m_notes = _read_rows(members, classifier, limit, seed, members=True)
     n_texts, n_labels, n_info, n_notes = _read_rows(
         non_members, classifier, limit, seed + 1, members=False
@@ -423,17 +438,23 @@ def audit_privacy(
             f"{len(overlap)} text(s) appear in both --members and --non-members; the sets must "
             "be disjoint"
         )
-    reference_proba = None
+    reference_loss = None
     if reference is not None:
-        reference_model = trustune.load(reference)
-        if list(reference_model.labels) != list(classifier.labels):
-            raise DataError(f"the reference run {reference} has other labels than {run}")
-        reference_proba = reference_model.predict_proba
+        reference_model = reference
+        if (
+            reference_model.task.manifest_section().get("labels")
+            != classifier.task.manifest_section().get("labels")
+            or reference_model.task.name != classifier.task.name
+        ):
+            raise DataError(
+                f"the reference run {reference.run_dir} has another task or other labels than {run}"
+            )
+        reference_loss = reference_model.per_example_loss
     data = AuditData(
         texts=m_texts + n_texts, labels=m_labels + n_labels,
         is_member=np.array([True] * len(m_texts) + [False] * len(n_texts)),
-        predict_proba=lambda texts: classifier.predict_proba(texts, batch_size=64),
-        reference_proba=reference_proba, neighbour_count=neighbour_count, seed=seed,
+        loss=classifier.per_example_loss,
+        reference_loss=reference_loss, neighbour_count=neighbour_count, seed=seed,
     )  # fmt: skip
     results = run_attacks(data, bootstrap=bootstrap)
     unstable = unstable_rates(len(n_texts))
@@ -441,7 +462,7 @@ def audit_privacy(
     strongest = max(results, key=lambda r: r.auc)
     audit = {
         "members": m_info, "non_members": n_info,
-        "reference": str(reference) if reference is not None else None,
+        "reference": str(reference.run_dir) if reference is not None else None,
         "neighbours": neighbour_count, "bootstrap": bootstrap, "seed": seed,
         "auc": strongest.auc, "auc_ci": list(strongest.auc_ci), "strongest_attack": strongest.name,
         "tpr_at_1pct_fpr": strongest.tpr_at_fpr["0.01"],
@@ -455,13 +476,13 @@ def audit_privacy(
         "unstable": unstable, "notes": [*m_notes, *n_notes, *unstable.values()],
     }  # fmt: skip
     if save:
-        _save(Path(run), audit)
+        _save(run, audit)
     return audit
 
 
 def _save(run_dir: Path, audit: dict[str, Any]) -> None:
     from trustune.artifact import atomic_write_json, read_manifest, read_metrics
-    from trustune.run import save_records
+    from trustune.records import save_records
 
     atomic_write_json(run_dir / AUDIT_FILE, audit)
     manifest = read_manifest(run_dir)

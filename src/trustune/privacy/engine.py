@@ -26,14 +26,14 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from trustune.config import Accountant, Clipping, Precision, RunConfig
+from trustune.encoding import Encoded
 from trustune.errors import PrivacyError
 from trustune.privacy.accountant import (
     PrivacyAccountant,
@@ -42,7 +42,6 @@ from trustune.privacy.accountant import (
     require_opacus,
 )
 from trustune.privacy.bookkeeping import BookKeeper
-from trustune.train.batching import collate
 
 __all__ = [
     "PoissonBatchSampler",
@@ -186,8 +185,8 @@ class PoissonBatchSampler:
 def physical_batches(
     indices: Sequence[int],
     *,
-    input_ids: Sequence[Sequence[int]],
-    labels: Sequence[int],
+    encoded: Encoded,
+    labels: Sequence[Any],
     pad_id: int,
     physical_batch_size: int,
 ) -> list[dict[str, torch.Tensor]]:
@@ -199,9 +198,7 @@ def physical_batches(
     out = []
     for start in range(0, len(indices), physical_batch_size):
         chunk = indices[start : start + physical_batch_size]
-        batch = collate(
-            [input_ids[i] for i in chunk], pad_id=pad_id, labels=[labels[i] for i in chunk]
-        )
+        batch = encoded.batch(chunk, pad_id=pad_id, labels=[labels[i] for i in chunk])
         width = batch["input_ids"].shape[1]
         batch["position_ids"] = torch.arange(width).repeat(len(chunk), 1)  # (batch, seq)
         out.append(batch)
@@ -214,6 +211,13 @@ def _embeddings(model: torch.nn.Module) -> torch.nn.Module | None:
     return found if isinstance(found, torch.nn.Module) else None
 
 
+Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+
+
 class PrivateTraining:
     """Clipped, noised steps for one run, with the accountant that tracks ε."""
 
@@ -222,15 +226,18 @@ class PrivateTraining:
         plan: PrivacyPlan,
         *,
         device: torch.device | str = "cpu",
+        criterion: Criterion = _cross_entropy,
         lean_first_pass: bool = True,
         book_keeping: bool = True,
     ) -> None:
-        """``lean_first_pass=False`` uses Opacus's own ghost clipping (two full backward passes)
+        """``criterion`` maps logits and targets to the loss of every example (the task's loss,
+        the same function the plain step averages). ``lean_first_pass=False`` uses Opacus's own ghost clipping (two full backward passes)
         even where trustune's lighter first pass applies; ``book_keeping=False`` keeps the
         lighter first pass but takes the clipped sum from a second backward pass. Both are for
         comparison and debugging: the three give the same gradients."""
         require_opacus()
         self.plan = plan
+        self.criterion = criterion
         self.lean_first_pass = lean_first_pass
         self.book_keeping = book_keeping
         self.bookkeeper: BookKeeper | None = None
@@ -360,7 +367,7 @@ class PrivateTraining:
             if self.bookkeeper is not None:
                 self.bookkeeper.clear()
             logits = self.model(**batch).logits
-            losses = F.cross_entropy(logits.float(), labels, reduction="none")  # (batch,)
+            losses = self.criterion(logits, labels)  # (batch,)
             self._backward(losses)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)

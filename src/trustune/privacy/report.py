@@ -1,13 +1,34 @@
-"""The report's "Privacy" section: the DP guarantee, PII redaction and the membership audit."""
+"""The report's "Privacy" section: the DP guarantee, PII redaction and the membership audit.
+
+Registered into the report's section registry (:mod:`trustune.report.sections`), which imports
+this module whenever it builds a report; it reads the saved audit itself, so the records of a
+run never import the audit (which writes them).
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from markupsafe import Markup, escape
 
-__all__ = ["report_section"]
+from trustune.report.sections import SectionInput, register_section
+
+__all__ = ["AUDIT_FILE", "read_audit", "report_section"]
+
+# The membership audit of a run, as trustune.privacy.audit saves it.
+AUDIT_FILE = "privacy_audit.json"
+
+
+def read_audit(run_dir: Path) -> dict[str, Any] | None:
+    """The run's saved membership audit, if any."""
+    path = Path(run_dir) / AUDIT_FILE
+    if not path.is_file():
+        return None
+    result: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return result
 
 
 def _row(name: str, value: Any) -> str:
@@ -78,13 +99,11 @@ def _audit(audit: dict[str, Any]) -> str:
     )
 
 
-def report_section(manifest: dict[str, Any], run_dir: Path) -> Markup:
+def report_section(manifest: Mapping[str, Any], run_dir: Path | None) -> Markup:
     """The "Privacy" section of a run's report, from its manifest and saved audit."""
-    from trustune.privacy.audit import read_audit
-
     privacy = manifest.get("privacy") or {}
     html = _guarantee(privacy) + _redaction(privacy)
-    audit = read_audit(run_dir)
+    audit = read_audit(run_dir) if run_dir is not None else None
     if audit is not None:
         html += _audit(audit)
     else:
@@ -93,3 +112,13 @@ def report_section(manifest: dict[str, Any], run_dir: Path) -> Markup:
             "FILE --non-members FILE</code>.</p>"
         )
     return Markup(html)
+
+
+def _section(given: SectionInput) -> Markup | None:
+    """The section of a run that recorded anything about privacy (DP, redaction, an audit)."""
+    if "privacy" not in given.manifest:
+        return None
+    return report_section(given.manifest, given.run_dir)
+
+
+register_section("privacy", title="Privacy", order=200, builder=_section, files=(AUDIT_FILE,))

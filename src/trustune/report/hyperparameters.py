@@ -16,6 +16,7 @@ _LEFT_OUT = frozenset(
         "data.validation_file",
         "data.text_column",
         "data.label_column",
+        "data.text_pair_column",
         "model.name",
         "train.keep_checkpoints",
     }

@@ -7,13 +7,17 @@ privacy guarantee and membership audit, and the SHA-256 of each model file. It i
 the other records (training, evaluate, explain, audit) and hashed with the model files. An
 encrypted run keeps the card sealed at encryption time: a plaintext file in its model folder
 would be an unsealed payload.
+
+What the card says of the task (its metadata, scores and template) is a :class:`CardTask`
+that the task's report module registers (:func:`register_card`); the run's ``task`` picks it.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -21,11 +25,26 @@ import jinja2
 import yaml
 
 from trustune.artifact import atomic_write_text, hash_files
+from trustune.errors import ConfigError
 from trustune.report.hyperparameters import hyperparameter_rows
+from trustune.report.sections import load_entries, task_of
 from trustune.values import finite
 from trustune.values import mapping as as_mapping
 
-__all__ = ["CARD_FILENAME", "render_model_card", "write_model_card"]
+__all__ = [
+    "CARD_FILENAME",
+    "CardScore",
+    "CardTask",
+    "md_code",
+    "md_count",
+    "md_score",
+    "md_text",
+    "md_unit",
+    "register_card",
+    "render_model_card",
+    "run_name",
+    "write_model_card",
+]
 
 CARD_FILENAME = "README.md"
 MODEL_FOLDER = "model"
@@ -33,38 +52,109 @@ MODEL_FOLDER = "model"
 _BUILTIN_HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _STAGING = re.compile(r"\.(.+)\.tmp-\d+-\w+")  # artifact.staging_dir: .NAME.tmp-PID-XXXX
-_SCORES = (  # (manifest key, model-index metric type, name, config)
-    ("accuracy", "accuracy", "Accuracy", None),
-    ("f1_macro", "f1", "F1 (macro)", "macro"),
-    ("roc_auc", "roc_auc", "ROC-AUC", None),
-)
+_MISSING = "—"
 
 
-def _score(value: Any, digits: int = 3) -> str:
+# -- values made safe for Markdown --------------------------------------------------------------
+
+
+def md_score(value: Any, digits: int = 3) -> str:
     """A score with fixed decimals, a dash when missing."""
     number = finite(value)
-    return "—" if number is None else f"{number:.{digits}f}"
+    return _MISSING if number is None else f"{number:.{digits}f}"
+
+
+def md_unit(value: Any) -> str:
+    """A value in the targets' unit, four significant digits, a dash when missing."""
+    number = finite(value)
+    return _MISSING if number is None else f"{number:.4g}"
+
+
+def md_count(value: Any) -> str:
+    """A count with thousands separators, a dash when missing."""
+    number = finite(value)
+    return _MISSING if number is None else f"{round(number):,}"
 
 
 def _one_line(value: Any) -> str:
     """The value as text on one line, a dash when missing."""
-    text = "—" if value is None or value == "" else str(value)
-    return re.sub(r"\s*[\r\n]+\s*", " ", text)
+    shown = _MISSING if value is None or value == "" else str(value)
+    return re.sub(r"\s*[\r\n]+\s*", " ", shown)
 
 
-def _text(value: Any) -> str:
+def md_text(value: Any) -> str:
     """Prose or a table cell: HTML and Markdown marks escaped, so it shows as written."""
     return re.sub(r"([\\`*_\[\]|#<>&])", r"\\\1", _one_line(value))
 
 
-def _code(value: Any) -> str:
+def md_code(value: Any) -> str:
     """The inside of a `code span` in a table: no backtick to end it, no pipe to split the row."""
     return _one_line(value).replace("`", "'").replace("|", "\\|")
 
 
 def _file_name(path: Any) -> str:
     """Only the name of a data file: the card may travel, the folders it came from need not."""
-    return PurePath(str(path)).name if path else "—"
+    return PurePath(str(path)).name if path else _MISSING
+
+
+# -- the registry of what each task's card says -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CardScore:
+    """One figure of the Metrics table, and of the model-index when it has a ``kind``."""
+
+    key: str  # the EvalResult key
+    heading: str  # the Metrics table's column
+    kind: str | None = None  # model-index metric type (the Hugging Face metric id)
+    name: str = ""  # model-index metric name
+    config: str | None = None  # model-index metric config ("macro")
+    shown: Callable[[Any], str] = md_score  # how the table writes it
+
+
+# The task's own template variables, from the manifest.
+CardContext = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+def _no_context(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class CardTask:
+    """What the model card says of one task."""
+
+    template: str  # the body, extending model_card.md.j2
+    pipeline_tag: str | None  # the transformers pipeline that runs the folder
+    tags: tuple[str, ...]
+    index_task: tuple[str, str]  # model-index task: (type, name)
+    scores: tuple[CardScore, ...]
+    context: CardContext = _no_context
+
+
+_CARDS: dict[str, CardTask] = {}
+
+
+def register_card(task: str, card: CardTask) -> None:
+    """Say what the card of ``task`` runs says; a task registered twice is an error."""
+    if task in _CARDS:
+        raise ConfigError(
+            f"a model card for task {task!r} is registered twice; the known ones are "
+            f"{sorted(_CARDS)}"
+        )
+    _CARDS[task] = card
+
+
+def _card_of(task: str) -> CardTask:
+    """The registered card of a task; a task this release does not know gets a plain card."""
+    load_entries()
+    found = _CARDS.get(task)
+    if found is not None:
+        return found
+    return CardTask(
+        template="model_card.md.j2", pipeline_tag=None, tags=(task,),
+        index_task=(task, task), scores=(),
+    )  # fmt: skip
 
 
 def base_model(model: Mapping[str, Any]) -> str | None:
@@ -88,35 +178,36 @@ def _results(metrics: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
 
 
 def _front_matter(
-    manifest: Mapping[str, Any], results: Sequence[tuple[str, Mapping[str, Any]]], name: str
-) -> str:
+    manifest: Mapping[str, Any], results: Sequence[tuple[str, Mapping[str, Any]]], name: str,
+    card: CardTask,
+) -> str:  # fmt: skip
     """The YAML metadata block, model-index included when a score was measured."""
     privacy = as_mapping(manifest.get("privacy"))
-    tags = ["trustune", "text-classification"]
+    tags = ["trustune", *card.tags]
     if privacy.get("dp"):
         tags.append("differential-privacy")
-    meta: dict[str, Any] = {
-        "library_name": "transformers",
-        "pipeline_tag": "text-classification",
-        "tags": tags,
-    }
+    meta: dict[str, Any] = {"library_name": "transformers"}
+    if card.pipeline_tag:
+        meta["pipeline_tag"] = card.pipeline_tag
+    meta["tags"] = tags
     base = base_model(as_mapping(manifest.get("model")))
     if base:
         meta["base_model"] = base
     entries: list[dict[str, Any]] = []
     for result_name, result in results:
         scores: list[dict[str, Any]] = []
-        for key, kind, label, config in _SCORES:
-            value = finite(result.get(key))
-            if value is not None:
-                score = {"type": kind, "value": round(value, 4), "name": label}
-                scores.append({**score, "config": config} if config else score)
+        for wanted in card.scores:
+            value = finite(result.get(wanted.key))
+            if value is not None and wanted.kind:
+                found = {"type": wanted.kind, "value": round(value, 4), "name": wanted.name}
+                scores.append({**found, "config": wanted.config} if wanted.config else found)
         if scores:
             data = as_mapping(result.get("data"))
             dataset = _file_name(data.get("path")) if data.get("path") else result_name
+            kind, title = card.index_task
             entries.append(
                 {
-                    "task": {"type": "text-classification", "name": "Text classification"},
+                    "task": {"type": kind, "name": title},
                     "dataset": {"name": f"{result_name} ({dataset})", "type": dataset},
                     "metrics": scores,
                 }
@@ -125,12 +216,6 @@ def _front_matter(
         meta["metrics"] = sorted({score["type"] for e in entries for score in e["metrics"]})
         meta["model-index"] = [{"name": name, "results": entries}]
     return yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, default_flow_style=False)
-
-
-def _count(value: Any) -> str:
-    """A count with thousands separators, a dash when missing."""
-    number = finite(value)
-    return "—" if number is None else f"{round(number):,}"
 
 
 def _privacy(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -142,17 +227,17 @@ def _privacy(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
     if out["dp"]:
         delta = finite(privacy.get("delta"))
         out.update(
-            epsilon=_score(privacy.get("epsilon")),
-            delta="—" if delta is None else f"{delta:.3g}",
-            accountant=_text(privacy.get("accountant")),
-            noise=_score(privacy.get("noise_multiplier"), 4),
-            clipping=_text(privacy.get("max_grad_norm")),
-            steps=_count(privacy.get("steps")),
+            epsilon=md_score(privacy.get("epsilon")),
+            delta=_MISSING if delta is None else f"{delta:.3g}",
+            accountant=md_text(privacy.get("accountant")),
+            noise=md_score(privacy.get("noise_multiplier"), 4),
+            clipping=md_text(privacy.get("max_grad_norm")),
+            steps=md_count(privacy.get("steps")),
         )
     out["redaction"] = [
         (
-            _text(split),
-            _count(sum(finite(n) or 0 for n in as_mapping(as_mapping(s).get("counts")).values())),
+            md_text(split),
+            md_count(sum(finite(n) or 0 for n in as_mapping(as_mapping(s).get("counts")).values())),
         )
         for split, s in as_mapping(privacy.get("redaction")).items()
     ]
@@ -161,22 +246,23 @@ def _privacy(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
         interval = audit.get("auc_ci")
         low, high = interval if isinstance(interval, list) and len(interval) == 2 else (None, None)
         out["audit"] = {
-            "auc": _score(audit.get("auc")),
-            "low": _score(low),
-            "high": _score(high),
-            "attack": _text(audit.get("strongest_attack")),
-            "tpr_1": _score(audit.get("tpr_at_1pct_fpr")),
-            "tpr_01": _score(audit.get("tpr_at_0.1pct_fpr")),
-            "members": _count(as_mapping(audit.get("members")).get("used")),
-            "non_members": _count(as_mapping(audit.get("non_members")).get("used")),
+            "auc": md_score(audit.get("auc")),
+            "low": md_score(low),
+            "high": md_score(high),
+            "attack": md_text(audit.get("strongest_attack")),
+            "tpr_1": md_score(audit.get("tpr_at_1pct_fpr")),
+            "tpr_01": md_score(audit.get("tpr_at_0.1pct_fpr")),
+            "members": md_count(as_mapping(audit.get("members")).get("used")),
+            "non_members": md_count(as_mapping(audit.get("non_members")).get("used")),
         }
     return out
 
 
 @functools.cache
-def _template() -> jinja2.Template:
-    """The card's body template (Markdown: values are made safe in Python, not by autoescape)."""
-    environment = jinja2.Environment(
+def _environment() -> jinja2.Environment:
+    """The card templates' environment (Markdown: values are made safe in Python, not by
+    autoescape)."""
+    return jinja2.Environment(
         loader=jinja2.PackageLoader("trustune.report", "templates"),
         autoescape=False,
         undefined=jinja2.StrictUndefined,
@@ -184,71 +270,76 @@ def _template() -> jinja2.Template:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    return environment.get_template("model_card.md.j2")
+
+
+def _inputs(manifest: Mapping[str, Any]) -> str:
+    """What the model reads: 'a text (column `text`)', 'a pair of texts (columns `a` and `b`)'."""
+    first = md_code(manifest.get("text_column"))
+    pair = manifest.get("text_pair_column")
+    if pair:
+        return f"a pair of texts (columns `{first}` and `{md_code(pair)}`)"
+    return f"a text (column `{first}`)"
 
 
 def _context(
     manifest: Mapping[str, Any], metrics: Mapping[str, Any], run_name: str,
-    model_files: Mapping[str, str],
+    model_files: Mapping[str, str], card: CardTask,
 ) -> dict[str, Any]:  # fmt: skip
     """The template's variables, each made safe for where the template puts it."""
     model = as_mapping(manifest.get("model"))
     training = as_mapping(manifest.get("training"))
     data = as_mapping(manifest.get("data"))
     train = as_mapping(data.get("train"))
-    raw_labels = manifest.get("labels")
-    labels: list[Any] = raw_labels if isinstance(raw_labels, list) else []
     max_length = as_mapping(as_mapping(manifest.get("config")).get("data")).get("max_length")
     return {
-        "name": _text(run_name),
-        "architecture": _text(model.get("architecture")),
-        "parameters": _count(model.get("parameters")),
+        "name": md_text(run_name),
+        "task": md_code(task_of(manifest)),
+        "architecture": md_text(model.get("architecture")),
+        "parameters": md_count(model.get("parameters")),
         "base": base_model(model),
-        "source": _code(_file_name(model.get("source"))),
-        "labels": [_code(label) for label in labels],
-        "text_column": _code(manifest.get("text_column")),
-        "max_length": _count(max_length),
-        "train_rows": _count(train.get("rows")),
+        "source": md_code(_file_name(model.get("source"))),
+        "inputs": _inputs(manifest),
+        "pairs": bool(manifest.get("text_pair_column")),
+        "text_column": md_code(manifest.get("text_column")),
+        "max_length": md_count(max_length),
+        "train_rows": md_count(train.get("rows")),
         "splits": [
             {
-                "name": _text(name),
-                "file": _code(_file_name(part.get("path"))),
-                "rows": _count(part.get("rows")),
-                "truncated": _count(part.get("truncated")),
-                "sha256": _code(part.get("sha256")),
+                "name": md_text(name),
+                "file": md_code(_file_name(part.get("path"))),
+                "rows": md_count(part.get("rows")),
+                "truncated": md_count(part.get("truncated")),
+                "sha256": md_code(part.get("sha256")),
             }
             for name, part in ((n, as_mapping(p)) for n, p in data.items())
             if part
         ],
-        "class_counts": [
-            (_code(label), _count(count))
-            for label, count in as_mapping(train.get("class_counts")).items()
-        ],
         "hyperparameters": [
-            (_code(key), _code(value)) for key, value, _ in hyperparameter_rows(manifest)
+            (md_code(key), md_code(value)) for key, value, _ in hyperparameter_rows(manifest)
         ],
         "training": {
-            "steps": _count(training.get("steps")),
-            "epochs": _count(training.get("epochs_completed")),
-            "precision": _text(training.get("precision")),
-            "device": _text(training.get("device")),
-            "selection": _text(training.get("selection_metric")),
-            "best": _score(training.get("best_metric")),
+            "steps": md_count(training.get("steps")),
+            "epochs": md_count(training.get("epochs_completed")),
+            "precision": md_text(training.get("precision")),
+            "device": md_text(training.get("device")),
+            "selection": md_text(training.get("selection_metric")),
+            "best": md_score(training.get("best_metric")),
         },
+        "score_headings": [wanted.heading for wanted in card.scores],
         "results": [
             {
-                "name": _text(name),
-                "file": _code(_file_name(as_mapping(result.get("data")).get("path"))),
-                "rows": _count(as_mapping(result.get("data")).get("rows")),
-                **{key: _score(result.get(key)) for key in ("accuracy", "f1_macro", "roc_auc")},
-                "ece": _score(result.get("ece")),
+                "name": md_text(name),
+                "file": md_code(_file_name(as_mapping(result.get("data")).get("path"))),
+                "rows": md_count(as_mapping(result.get("data")).get("rows")),
+                "scores": [wanted.shown(result.get(wanted.key)) for wanted in card.scores],
             }
             for name, result in _results(metrics)
         ],
         "privacy": _privacy(manifest),
-        "files": sorted((_code(name), _code(digest)) for name, digest in model_files.items()),
-        "version": _text(manifest.get("trustune_version")),
-        "created": _text(manifest.get("created")),
+        "files": sorted((md_code(name), md_code(digest)) for name, digest in model_files.items()),
+        "version": md_text(manifest.get("trustune_version")),
+        "created": md_text(manifest.get("created")),
+        **card.context(manifest),
     }
 
 
@@ -260,8 +351,10 @@ def render_model_card(
     model_files: Mapping[str, str] | None = None,
 ) -> str:
     """The card as Markdown with YAML front matter; ``model_files`` maps file name to SHA-256."""
-    front = _front_matter(manifest, _results(metrics), run_name)
-    body = _template().render(_context(manifest, metrics, run_name, model_files or {}))
+    card = _card_of(task_of(manifest))
+    front = _front_matter(manifest, _results(metrics), run_name, card)
+    template = _environment().get_template(card.template)
+    body = template.render(_context(manifest, metrics, run_name, model_files or {}, card))
     return f"---\n{front}---\n\n{body}"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,7 +18,9 @@ __all__ = [
     "class_distribution",
     "confusion_matrix",
     "pr_curves",
+    "predicted_vs_true",
     "reliability_diagram",
+    "residual_histogram",
     "roc_curves",
     "training_curves",
 ]
@@ -83,7 +86,8 @@ def _legend(axes: Axes, count: int, families: Sequence[str] | None = None) -> No
 
 
 def training_curves(history: Any) -> str | None:
-    """Train/validation loss and validation accuracy/F1 over the optimizer step."""
+    """Train/validation loss and the validation scores over the optimizer step (accuracy and
+    macro F1 of a classifier, Spearman and Pearson of a regressor: whichever were recorded)."""
     if not isinstance(history, Sequence) or not history:
         return None
     rows = [row for row in history if isinstance(row, Mapping)]
@@ -91,7 +95,12 @@ def training_curves(history: Any) -> str | None:
         ("loss", (("train_loss", "train loss"), ("val_loss", "validation loss"))),
         (
             "score",
-            (("val_accuracy", "validation accuracy"), ("val_f1_macro", "validation macro F1")),
+            (
+                ("val_accuracy", "validation accuracy"),
+                ("val_f1_macro", "validation macro F1"),
+                ("val_spearman", "validation Spearman"),
+                ("val_pearson", "validation Pearson"),
+            ),
         ),
     )
     series: list[tuple[str, list[tuple[str, list[float], list[float]]]]] = []
@@ -282,4 +291,43 @@ def class_distribution(
         for position, count in zip(positions, counts, strict=True):
             axes.text(count, position, f" {count:.0f}", va="center", fontsize=7)
     axes.margins(x=0.12)
+    return _data_uri(figure)
+
+
+def predicted_vs_true(points: Any) -> str | None:
+    """Each validation row's predicted score against its true score, with the line of perfect
+    predictions."""
+    if not isinstance(points, Mapping):
+        return None
+    true, predicted = _numbers(points.get("true")), _numbers(points.get("predicted"))
+    if true is None or predicted is None or len(true) != len(predicted):
+        return None
+    figure, axes = _figure(3.8, 3.6)
+    low, high = min(*true, *predicted), max(*true, *predicted)
+    pad = (high - low) * 0.04 or 0.5
+    axes.plot([low - pad, high + pad], [low - pad, high + pad], label="perfect", **_DIAGONAL)
+    size = 12 if len(true) <= 200 else 6
+    axes.scatter(true, predicted, s=size, color="#3b82f6", alpha=0.6, linewidths=0)
+    axes.set_xlim(low - pad, high + pad)
+    axes.set_ylim(low - pad, high + pad)
+    axes.set_aspect("equal")
+    axes.set_xlabel("true score", fontsize=8)
+    axes.set_ylabel("predicted score", fontsize=8)
+    return _data_uri(figure)
+
+
+def residual_histogram(residuals: Any) -> str | None:
+    """How far predictions fall from the truth (predicted − true), as a histogram, zero marked."""
+    if not isinstance(residuals, Mapping):
+        return None
+    counts, edges = _numbers(residuals.get("counts")), _numbers(residuals.get("edges"))
+    if counts is None or edges is None or len(edges) != len(counts) + 1:
+        return None
+    figure, axes = _figure(4.2, 3.0)
+    axes.grid(False, axis="x")
+    widths = [right - left for left, right in itertools.pairwise(edges)]
+    axes.bar(edges[:-1], counts, width=widths, align="edge", color="#3b82f6", edgecolor="white")
+    axes.axvline(0.0, **_DIAGONAL)
+    axes.set_xlabel("residual (predicted − true)", fontsize=8)
+    axes.set_ylabel("rows", fontsize=8)
     return _data_uri(figure)

@@ -30,11 +30,11 @@ from trustune.artifact import (
     MANIFEST,
     atomic_write_json,
     atomic_write_text,
+    file_sha256,
     read_manifest,
     recover_run,
     utc_now,
 )
-from trustune.data.dataset import file_sha256
 from trustune.errors import IntegrityError, MissingKeyError, SecurityError, SignatureError
 from trustune.security.artifact import SIGNATURE_FILE, list_run_files
 

@@ -6,7 +6,7 @@ import json
 import math
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +14,6 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from trustune import __version__
 from trustune.errors import ConfigError
 from trustune.serve.apidocs import add_api_docs
 from trustune.serve.audit import AuditWriter
@@ -29,9 +28,11 @@ from trustune.serve.recording import CLIENT_GONE, RecordRequestsMiddleware
 from trustune.serve.schemas import ModelInfo, PrivacyOut
 from trustune.serve.settings import ServeSettings
 from trustune.serve.state import ServerState
+from trustune.serve.truncation import served
+from trustune.version import __version__
 
 if TYPE_CHECKING:
-    from trustune.classifier import TextClassifier
+    from trustune.loaded import LoadedRun
 
 __all__ = ["ENV_SETTINGS", "app_from_env", "create_app", "model_info"]
 
@@ -44,7 +45,7 @@ _DESCRIPTION = (
 
 
 def create_app(
-    classifier: TextClassifier, *, settings: ServeSettings | None = None,
+    classifier: LoadedRun, *, settings: ServeSettings | None = None,
     store: KeyStore | None = None,
 ) -> FastAPI:  # fmt: skip
     """The app serving ``classifier``; ``store`` checks keys and keeps the audit log.
@@ -59,7 +60,7 @@ def create_app(
     in_flight = InFlight()
     metrics.in_flight.set_function(lambda: in_flight.total)
     batcher = MicroBatcher(
-        lambda texts: classifier.predict(texts, batch_size=settings.max_batch),
+        lambda inputs: served(classifier, inputs, _predict(classifier, inputs, settings.max_batch)),
         max_batch=settings.max_batch,
         max_wait_ms=settings.max_wait_ms,
         pending=lambda: in_flight.count("/v1/predict"),
@@ -175,8 +176,17 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
     return Response(status_code=CLIENT_GONE)
 
 
+def _predict(classifier: LoadedRun, inputs: list[Any], batch_size: int) -> Sequence[Any]:
+    """One batch of the micro-batcher: texts, or (text, second text) tuples for a pair run."""
+    if classifier.pairs:
+        return classifier.predict(
+            [t for t, _ in inputs], [p for _, p in inputs], batch_size=batch_size
+        )
+    return classifier.predict(inputs, batch_size=batch_size)
+
+
 def model_info(
-    classifier: TextClassifier, settings: ServeSettings, methods: tuple[str, ...]
+    classifier: LoadedRun, settings: ServeSettings, methods: tuple[str, ...]
 ) -> ModelInfo:
     """The facts ``GET /v1/model`` returns, read once from the run's manifest and metrics."""
     manifest = classifier.manifest
@@ -203,7 +213,10 @@ def model_info(
         run=classifier.run_dir.name,
         created=manifest.get("created"),
         base_model=(manifest.get("model") or {}).get("source"),
-        labels=list(classifier.labels),
+        task=classifier.task.name,
+        pairs=classifier.pairs,
+        max_length=classifier.max_length,
+        labels=list(classifier.labels) if classifier.task.name == "text-classification" else [],
         metrics=scalars,
         privacy=privacy,
         methods=list(methods),
@@ -218,13 +231,11 @@ def model_info(
 
 def app_from_env() -> FastAPI:
     """The app of one ``--workers`` process: settings and run from ``$TRUSTUNE_SERVE_SETTINGS``."""
-    import trustune
+    from trustune.api import load
 
     spec: dict[str, Any] = json.loads(os.environ[ENV_SETTINGS])
     settings = ServeSettings.from_dict(spec["settings"])
-    classifier = trustune.load(
-        spec["run"], key=spec.get("key_file"), public_key=spec.get("public_key")
-    )
+    classifier = load(spec["run"], key=spec.get("key_file"), public_key=spec.get("public_key"))
     from trustune.store import Store
 
     store = Store.open(settings.db_url)

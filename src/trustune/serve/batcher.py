@@ -28,14 +28,14 @@ from typing import Any
 
 __all__ = ["BatchStats", "MicroBatcher"]
 
-PredictFn = Callable[[list[str]], Sequence[Any]]  # one result per text, in order
+PredictFn = Callable[[list[Any]], Sequence[Any]]  # one result per input, in order
 
 _sequence = itertools.count()  # arrival order of requests and jobs (next() is atomic in CPython)
 
 
 @dataclass(eq=False)
 class _Predict:
-    texts: list[str]
+    texts: list[Any]  # texts, or (text, second text) tuples
     owner: Hashable
     future: Future[Sequence[Any]] = field(default_factory=Future)
     seq: int = field(default_factory=lambda: next(_sequence))
@@ -118,7 +118,7 @@ class MicroBatcher:
         self._thread.join(timeout)
         self._thread = None
 
-    def submit(self, texts: list[str], *, owner: Hashable | None = None) -> Future[Sequence[Any]]:
+    def submit(self, texts: list[Any], *, owner: Hashable | None = None) -> Future[Sequence[Any]]:
         """The results of ``texts`` (one per text); cancel the future to drop what has not run.
 
         Requests of one ``owner`` (an API key id) share its turns; None: the request is its own.

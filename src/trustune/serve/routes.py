@@ -24,6 +24,7 @@ from trustune.serve.schemas import (
     PredictionOut,
     PredictRequest,
     PredictResponse,
+    ScoreOut,
 )
 from trustune.serve.state import ServerState
 from trustune.store import Role
@@ -118,8 +119,23 @@ async def predict(body: PredictRequest, request: Request, _key: PredictKey) -> P
     server = _server(request)
     _check_texts(request, body.texts, limit=server.settings.max_texts)
     owner = getattr(_key, "id", None)  # turns are shared per API key
-    predictions = await _answer(request, server.batcher.submit(body.texts, owner=owner))
-    return PredictResponse(predictions=[PredictionOut(**p.to_dict()) for p in predictions])
+    inputs: list[Any] = list(body.texts)
+    if server.classifier.pairs:
+        if body.text_pairs is None or len(body.text_pairs) != len(body.texts):
+            raise _invalid(
+                "text_pairs", "this model reads text pairs: send text_pairs, one per text"
+            )
+        _check_texts(request, body.text_pairs, limit=server.settings.max_texts)
+        request.state.texts = [*body.texts, *body.text_pairs]
+        inputs = list(zip(body.texts, body.text_pairs, strict=True))
+    elif body.text_pairs is not None:
+        raise _invalid("text_pairs", "this model reads single texts: drop text_pairs")
+    predictions = await _answer(request, server.batcher.submit(inputs, owner=owner))
+    return PredictResponse(predictions=[_prediction(p.to_dict()) for p in predictions])
+
+
+def _prediction(data: dict[str, Any]) -> PredictionOut | ScoreOut:
+    return ScoreOut(**data) if "value" in data else PredictionOut(**data)
 
 
 @router.post(
@@ -142,10 +158,19 @@ async def explain(body: ExplainRequest, request: Request, _key: ExplainKey) -> E
         target = matches[0]
     if not body.texts:
         return ExplainResponse(explanations=[])
-    classifier, texts = server.classifier, body.texts
+    classifier, texts, pairs = server.classifier, body.texts, body.text_pairs
+    if classifier.pairs:
+        if pairs is None or len(pairs) != len(texts):
+            raise _invalid(
+                "text_pairs", "this model reads text pairs: send text_pairs, one per text"
+            )
+        _check_texts(request, pairs, limit=server.settings.max_explain_texts)
+        request.state.texts = [*texts, *pairs]
+    elif pairs is not None:
+        raise _invalid("text_pairs", "this model reads single texts: drop text_pairs")
 
     def work() -> list[Any]:
-        return classifier.explain(texts, method=body.method, target=target)
+        return classifier.explain(texts, pairs, method=body.method, target=target)
 
     try:
         explanations = await _answer(request, server.batcher.run(work))

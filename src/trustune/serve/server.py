@@ -16,7 +16,7 @@ from trustune.serve.app import ENV_SETTINGS, create_app
 from trustune.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
-    from trustune.classifier import TextClassifier
+    from trustune.loaded import LoadedRun
     from trustune.serve.auth import KeyStore
 
 __all__ = ["serve", "serve_workers", "uvicorn_config"]
@@ -37,7 +37,7 @@ def uvicorn_config(app: Any, settings: ServeSettings, **options: Any) -> Any:
     )
 
 
-def serve(classifier: TextClassifier, *, settings: ServeSettings, store: KeyStore | None) -> None:
+def serve(classifier: LoadedRun, *, settings: ServeSettings, store: KeyStore | None) -> None:
     """Serve ``classifier`` in this process until SIGTERM or Ctrl-C."""
     import uvicorn
 

@@ -14,7 +14,7 @@ from trustune.serve.ratelimit import RateLimiter
 from trustune.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
-    from trustune.classifier import TextClassifier
+    from trustune.loaded import LoadedRun
     from trustune.serve.schemas import ModelInfo
 
 __all__ = ["ServerState"]
@@ -22,7 +22,7 @@ __all__ = ["ServerState"]
 
 @dataclass
 class ServerState:
-    classifier: TextClassifier
+    classifier: LoadedRun
     settings: ServeSettings
     store: KeyStore | None
     batcher: MicroBatcher

@@ -1,60 +1,13 @@
-"""Tokenized examples, length-grouped batches and dynamic padding."""
+"""Length-grouped training batches (encoding and padding live in :mod:`trustune.encoding`)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-__all__ = ["Encoded", "LengthGroupedBatchSampler", "collate", "encode_texts", "padded_batches"]
-
-
-@dataclass
-class Encoded:
-    """Token ids of texts (unpadded) and how many texts were cut at ``max_length``."""
-
-    input_ids: list[list[int]]
-    truncated: int
-
-    def lengths(self) -> list[int]:
-        return [len(ids) for ids in self.input_ids]
-
-
-def encode_texts(tokenizer: Any, texts: Sequence[str], *, max_length: int) -> Encoded:
-    """Tokenize once, without padding; padding happens per batch."""
-    full = tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)[
-        "input_ids"
-    ]
-    truncated = sum(1 for ids in full if len(ids) > max_length)
-    if truncated:
-        sep = full[0][-1:]  # keep the closing special token after the cut
-        full = [
-            ids if len(ids) <= max_length else ids[: max_length - len(sep)] + sep for ids in full
-        ]
-    return Encoded(input_ids=full, truncated=truncated)
-
-
-def collate(
-    sequences: Sequence[Sequence[int]], *, pad_id: int, labels: Sequence[int] | None = None
-) -> dict[str, torch.Tensor]:
-    """Pad to the longest sequence of the batch; position and token-type ids are explicit."""
-    width = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)  # (batch, seq)
-    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        input_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-        attention_mask[row, : len(seq)] = 1
-    batch = {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "token_type_ids": torch.zeros_like(input_ids),
-    }
-    if labels is not None:
-        batch["labels"] = torch.as_tensor(labels, dtype=torch.long)
-    return batch
+__all__ = ["LengthGroupedBatchSampler"]
 
 
 class LengthGroupedBatchSampler:
@@ -109,13 +62,3 @@ class LengthGroupedBatchSampler:
 
     def __len__(self) -> int:
         return math.ceil(len(self.lengths) / self.batch_size) - self.start_batch
-
-
-def padded_batches(
-    encoded: Encoded, *, batch_size: int, pad_id: int
-) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
-    """Inference batches sorted by length (least padding); yields original indices with each."""
-    order = sorted(range(len(encoded.input_ids)), key=lambda i: len(encoded.input_ids[i]))
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        yield idx, collate([encoded.input_ids[i] for i in idx], pad_id=pad_id)

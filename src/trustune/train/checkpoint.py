@@ -4,6 +4,11 @@ A checkpoint is a folder ``checkpoints/step-000120/`` written under a temporary 
 renamed when complete, so a crash or a full disk never leaves a half checkpoint behind
 and the previous one stays intact. Loading checks the names: a tensor missing from the file
 (other than a tied alias) or one the model does not have is an error, never skipped.
+
+Checkpoints serve only to continue an interrupted run: once the run is written, its
+``checkpoints/`` folder goes (:func:`remove_checkpoints`; ``trustune prune`` for older runs,
+:func:`prune_run`). A finished run cannot be continued (``--resume`` of it would only write the
+same model again), and ``checkpoints/best`` duplicates ``model/``.
 """
 
 from __future__ import annotations
@@ -15,27 +20,46 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from trustune.artifact import io_error
-from trustune.errors import ArtifactError, CheckpointError
+from trustune.artifact import (
+    MANIFEST,
+    atomic_write_json,
+    file_sha256,
+    io_error,
+    read_manifest,
+    recover_run,
+)
+from trustune.errors import ArtifactError, CheckpointError, IntegrityError, SecurityError
 from trustune.models.weights import load_weights
 
+if TYPE_CHECKING:
+    from trustune.security.signing import SigningKey
+
 __all__ = [
+    "CHECKPOINTS",
+    "Pruned",
     "TrainingState",
+    "folder_size",
     "latest_checkpoint",
     "load_checkpoint",
+    "prune_run",
     "read_checkpoint_info",
+    "remove_checkpoints",
     "save_checkpoint",
     "save_weights",
     "save_weights_atomic",
 ]
 
+CHECKPOINTS = "checkpoints"  # the folder of a run that holds them
 _STEP_DIR = re.compile(r"^step-(\d+)$")
+# checkpoints/ renamed to this before it is deleted, so no half-deleted checkpoint is ever
+# taken for one to resume from (a name recover_run leaves alone: it must not be put back)
+_REMOVING = re.compile(rf"^\.{CHECKPOINTS}\.removing-\d+$")
 
 
 @dataclass
@@ -226,3 +250,120 @@ def read_checkpoint_info(path: Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError, KeyError) as e:
         raise CheckpointError(f"checkpoint {path} cannot be read: {e}") from None
     return info
+
+
+def folder_size(folder: Path) -> int:
+    """Bytes in the files under ``folder`` (links not followed); 0 when there is none."""
+    if not folder.is_dir():
+        return 0
+    return sum(p.lstat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _checkpoint_folders(run_dir: Path) -> list[Path]:
+    """``checkpoints/`` and any half-removed one an interrupted removal left behind."""
+    found = [run_dir / CHECKPOINTS] if (run_dir / CHECKPOINTS).is_dir() else []
+    if run_dir.is_dir():
+        found += sorted(p for p in run_dir.iterdir() if _REMOVING.match(p.name) and p.is_dir())
+    return found
+
+
+def remove_checkpoints(run_dir: Path) -> int:
+    """Delete the checkpoints of a run that has just been written; returns the bytes freed.
+
+    Called after the manifest is written, so the run is complete whatever happens here: a
+    failure to delete leaves the checkpoints for ``trustune prune`` and is not an error.
+    """
+    freed = 0
+    for folder in _checkpoint_folders(run_dir):
+        size = folder_size(folder)
+        doomed = folder
+        if folder.name == CHECKPOINTS:
+            doomed = run_dir / f".{CHECKPOINTS}.removing-{os.getpid()}"
+            try:
+                os.replace(folder, doomed)
+            except OSError:
+                continue
+        shutil.rmtree(doomed, ignore_errors=True)
+        freed += size - folder_size(doomed)
+    return freed
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What :func:`prune_run` did."""
+
+    freed_bytes: int
+    run_bytes: int  # the run's size afterwards
+    signed_version: int | None = None  # the new signature's version, when the run was signed again
+
+
+def prune_run(
+    run: str | Path, *, force: bool = False, signing_key: SigningKey | None = None
+) -> Pruned:
+    """Delete the checkpoints of a finished run; the model and records stay as they are.
+
+    An unfinished run (checkpoints, no manifest) is refused unless ``force``: its checkpoints
+    are what ``--resume`` continues from. A signed run whose signature lists checkpoint files
+    needs ``signing_key`` to be signed again (a new version) without them; an encrypted run
+    lists its sealed checkpoints in the manifest and is refused.
+    """
+    from trustune.security.artifact import SIGNATURE_FILE, is_encrypted
+
+    run_dir = Path(run)
+    recover_run(run_dir)
+    folders = _checkpoint_folders(run_dir)
+    if not (run_dir / MANIFEST).is_file() and folders:
+        if not force:
+            raise CheckpointError(
+                f"{run_dir} is an unfinished run (no {MANIFEST}): its checkpoints are what "
+                f"`trustune train --output {run_dir} --resume` continues from; pass --force to "
+                "delete them anyway"
+            )
+        freed = remove_checkpoints(run_dir)
+        return Pruned(freed_bytes=freed, run_bytes=folder_size(run_dir))
+    manifest = read_manifest(run_dir)
+    recorded: dict[str, str] = manifest.get("files") or {}
+    listed = {
+        n
+        for n in recorded
+        if n.split("/", 1)[0] == CHECKPOINTS or _REMOVING.match(n.split("/", 1)[0])
+    }
+    if is_encrypted(manifest) and (folders or listed):
+        raise SecurityError(
+            f"{run_dir} is encrypted and its manifest lists the sealed checkpoints; decrypt it "
+            "(`trustune decrypt`), prune it, then encrypt it again"
+        )
+    signed = (run_dir / SIGNATURE_FILE).is_file()
+    if listed and signed:
+        if signing_key is None:
+            raise SecurityError(
+                f"{run_dir} is signed and its signature covers checkpoints/; pass --signing-key "
+                "FILE to sign the pruned run again (a new version), or leave the run as it is"
+            )
+        _check_unchanged(run_dir, {n: h for n, h in recorded.items() if n not in listed})
+    freed = remove_checkpoints(run_dir)
+    signed_version = None
+    if listed:
+        manifest["files"] = {n: h for n, h in recorded.items() if n not in listed}
+        atomic_write_json(run_dir / MANIFEST, manifest)
+        if signed and signing_key is not None:
+            from trustune.security.signing import sign_run
+
+            record = json.loads(sign_run(run_dir, signing_key).read_text(encoding="utf-8"))
+            signed_version = record.get("version")
+    return Pruned(freed_bytes=freed, run_bytes=folder_size(run_dir), signed_version=signed_version)
+
+
+def _check_unchanged(run_dir: Path, recorded: dict[str, str]) -> None:
+    """Before a signed run is pruned and signed again: its other files still match the manifest."""
+    changed = sorted(
+        n for n, h in recorded.items()
+        if not (run_dir / n).is_file() or file_sha256(run_dir / n) != h
+    )  # fmt: skip
+    if changed:
+        more = f" (+{len(changed) - 5} more)" if len(changed) > 5 else ""
+        raise IntegrityError(
+            f"{run_dir} no longer matches its manifest (changed or missing: "
+            f"{', '.join(changed[:5])}{more}); it is not pruned. Restore the files, or rebuild "
+            "the run"
+        )

@@ -12,7 +12,8 @@ import torch
 
 from trustune.artifact import MANIFEST, discard_staging, recover_run, staging_dir
 from trustune.config import Precision, RunConfig, SelectionMetric
-from trustune.data import TrainingData, load_training_data
+from trustune.data import TrainingData
+from trustune.encoding import encode_texts
 from trustune.errors import (
     ArtifactError,
     CheckpointError,
@@ -20,8 +21,7 @@ from trustune.errors import (
     PrivacyError,
     TrainingInterrupted,
 )
-from trustune.evaluate import quick_metrics
-from trustune.inference import compute_logits, softmax
+from trustune.inference import compute_logits
 from trustune.models import ResolvedModel, load_classifier, load_tokenizer, resolve_model
 from trustune.models.consistency import check_input_fit
 from trustune.models.weights import load_weights
@@ -35,7 +35,8 @@ from trustune.privacy.engine import (
 )
 from trustune.privacy.redact import redact_training_data
 from trustune.progress import Progress
-from trustune.train.batching import LengthGroupedBatchSampler, collate, encode_texts
+from trustune.tasks import Task, prepare_training_data
+from trustune.train.batching import LengthGroupedBatchSampler
 from trustune.train.checkpoint import (
     TrainingState,
     latest_checkpoint,
@@ -52,6 +53,7 @@ from trustune.train.setup import (
     resolve_attention,
     resolve_precision,
 )
+from trustune.train.sizing import left_to_sizing, sized_config
 
 __all__ = ["TrainedModel", "train_model"]
 
@@ -63,6 +65,8 @@ class TrainedModel:
     model: Any  # a transformers PreTrainedModel
     tokenizer: Any
     data: TrainingData
+    task: Task
+    selection: str  # the validation metric the best checkpoint was chosen by
     resolved: ResolvedModel
     config: RunConfig
     state: TrainingState
@@ -101,6 +105,11 @@ def _prepare_output(
     checkpoints = output / "checkpoints"
     if resume:
         found = latest_checkpoint(checkpoints)
+        if found is None and (output / MANIFEST).is_file():
+            raise CheckpointError(
+                f"{output} is a finished run (its checkpoints were removed when it was written); "
+                "train a new run or pass --overwrite"
+            )
         if found is None:
             raise CheckpointError(
                 f"no checkpoint to resume in {checkpoints}; start without --resume"
@@ -128,9 +137,16 @@ def _fingerprints(data: TrainingData) -> dict[str, Any]:
     }
 
 
-def _selection_value(metrics: dict[str, float], metric: SelectionMetric) -> float:
-    value = metrics[metric.value]
-    return -value if metric is SelectionMetric.LOSS else value
+def _selection_metric(task: Task, metric: SelectionMetric) -> str:
+    """The validation metric to select on: ``auto`` is the task's own; others must be the task's."""
+    if metric is SelectionMetric.AUTO:
+        return task.default_selection
+    if metric.value not in task.selection_metrics:
+        raise ConfigError(
+            f"--selection-metric {metric.value} is not a metric of {task.name}; choose between "
+            f"{list(task.selection_metrics)} (or auto)"
+        )
+    return metric.value
 
 
 class _Trainer:
@@ -168,16 +184,24 @@ class _Trainer:
             )
 
     def load(self) -> None:
-        cfg, dc = self.config, self.config.data
-        if dc.train_file is None:
-            raise ConfigError(
-                "no training data: pass --data FILE (or data.train_file in the config)"
+        # the model first: a wrong --model is refused before the data are read and sized
+        self.resolved = resolve_model(self.config.model.name)
+        sizing: list[Any] = []
+
+        def adjust(config: RunConfig, train: Any, task_type: type[Task]) -> RunConfig:
+            sized, found = sized_config(
+                config, train, classification=task_type.stratified, progress=self.progress
             )
-        self.data = load_training_data(
-            dc.train_file, validation_file=dc.validation_file, text_column=dc.text_column,
-            label_column=dc.label_column, validation_fraction=dc.validation_fraction,
-            skip_bad_rows=dc.skip_bad_rows, seed=cfg.train.seed, max_chars=dc.max_chars,
-        )  # fmt: skip
+            sizing.append(found)
+            return sized
+
+        prepared = prepare_training_data(self.config, adjust=adjust)
+        self.config, self.sizing = prepared.config, sizing[0]
+        self.data, self.task = prepared.data, prepared.task
+        cfg, dc = self.config, self.config.data
+        self.selection = _selection_metric(self.task, cfg.train.selection_metric)
+        for note in prepared.notes:
+            self.progress.message(note)
         self.redaction: dict[str, Any] | None = None
         if cfg.privacy.redact_pii:
             self.redaction = redact_training_data(self.data)
@@ -186,13 +210,10 @@ class _Trainer:
                 "redacted in the training texts: "
                 + (", ".join(f"{n} {kind}" for kind, n in found.items() if n) or "nothing found")
             )
-        self.resolved = resolve_model(cfg.model.name)
         self.tokenizer = load_tokenizer(self.resolved)
         self.attention = resolve_attention(cfg.model.attention, cuda=torch.cuda.is_available())
         self.model = load_classifier(
-            self.resolved,
-            id2label=self.data.label_map.id2label(),
-            attn_implementation=self.attention,
+            self.resolved, head=self.task.head(), attn_implementation=self.attention
         )
         check_input_fit(
             self.model, self.tokenizer, max_length=dc.max_length, where=self.resolved.source
@@ -200,14 +221,18 @@ class _Trainer:
         apply_trainable(self.model, cfg.train.trainable)
         self.pad_id = self.tokenizer.pad_token_id or 0
         self.train_enc = encode_texts(
-            self.tokenizer, self.data.train.texts, max_length=dc.max_length
-        )
+            self.tokenizer, self.data.train.texts, max_length=dc.max_length,
+            pairs=self.data.train.pairs,
+        )  # fmt: skip
         self.val_enc = encode_texts(
-            self.tokenizer, self.data.validation.texts, max_length=dc.max_length
-        )
+            self.tokenizer, self.data.validation.texts, max_length=dc.max_length,
+            pairs=self.data.validation.pairs,
+        )  # fmt: skip
         if cfg.privacy.enabled:
             plan = plan_privacy(cfg, train_rows=len(self.data.train))
-            self.private = PrivateTraining(plan, device=self.accelerator.device)
+            self.private = PrivateTraining(
+                plan, device=self.accelerator.device, criterion=self.task.loss
+            )
             self.private.freeze(self.model)
 
     def _loader(self) -> Any:
@@ -220,13 +245,11 @@ class _Trainer:
             seed=tc.seed,
             group_by_length=tc.group_by_length,
         )
-        ids, labels, pad = self.train_enc.input_ids, self.data.train.labels, self.pad_id
+        encoded, labels, pad = self.train_enc, self.data.train.labels, self.pad_id
         return torch.utils.data.DataLoader(
-            _Indices(len(ids)),
+            _Indices(len(encoded)),
             batch_sampler=self.sampler,
-            collate_fn=lambda idx: collate(
-                [ids[i] for i in idx], pad_id=pad, labels=[labels[i] for i in idx]
-            ),
+            collate_fn=lambda idx: encoded.batch(idx, pad_id=pad, labels=[labels[i] for i in idx]),
             # Its own generator: a new iterator then draws no number from the global RNG,
             # so dropout after a resume sees the same random stream as an uninterrupted run.
             generator=torch.Generator().manual_seed(tc.seed),
@@ -237,13 +260,13 @@ class _Trainer:
         assert self.private is not None
         self.sampler = self.private.sampler(self.train_enc.lengths())
         check_sampler(self.sampler)
-        ids, labels, pad = self.train_enc.input_ids, self.data.train.labels, self.pad_id
+        encoded, labels, pad = self.train_enc, self.data.train.labels, self.pad_id
         physical = self.private.plan.physical_batch_size
         return torch.utils.data.DataLoader(
-            _Indices(len(ids)),
+            _Indices(len(encoded)),
             batch_sampler=self.sampler,
             collate_fn=lambda idx: physical_batches(
-                idx, input_ids=ids, labels=labels, pad_id=pad, physical_batch_size=physical
+                idx, encoded=encoded, labels=labels, pad_id=pad, physical_batch_size=physical
             ),
             generator=torch.Generator().manual_seed(self.config.train.seed),  # as in _loader
         )
@@ -268,7 +291,7 @@ class _Trainer:
                 device=self.accelerator.device,
             )
         model.train()
-        return quick_metrics(np.asarray(self.data.validation.labels), softmax(logits))
+        return self.task.quick_metrics(np.asarray(self.data.validation.labels), logits)
 
     def run(self, resume_from: Path | None) -> TrainedModel:
         acc, tc = self.accelerator, self.config.train
@@ -310,6 +333,8 @@ class _Trainer:
             )
         if self.redaction is not None:
             state.extra["redaction"] = self.redaction
+        if self.sizing is not None:  # in every checkpoint: a resumed run records it too
+            state.extra["sizing"] = self.sizing
         run_info = {"config": self.config.to_dict(), "data": _fingerprints(self.data)}
         stopped_early = False
         self.model.train()
@@ -348,7 +373,7 @@ class _Trainer:
                 "epoch": round(state.epoch + state.batches_done / max(batches_per_epoch, 1), 3),
                 "step": state.step,
                 "train_loss": since_eval_loss / max(since_eval_n, 1),
-                "val_loss": metrics["loss"], "val_accuracy": metrics["accuracy"], "val_f1_macro": metrics["f1_macro"],
+                **{f"val_{name}": value for name, value in metrics.items()},
                 "lr": scheduler.get_last_lr()[0], "samples_per_s": since_eval_samples / max(elapsed, 1e-9),
                 **self._privacy_fields(),
             }  # fmt: skip
@@ -359,9 +384,10 @@ class _Trainer:
                 0,
                 time.perf_counter(),
             )
-            value = _selection_value(metrics, tc.selection_metric)
+            value = self.task.selection_value(metrics, self.selection)
+            main = self.task.headline[0]
             self.progress.message(
-                f"step {state.step}: val accuracy {metrics['accuracy']:.4f}, val loss {metrics['loss']:.4f}"
+                f"step {state.step}: val {main} {metrics[main]:.4f}, val loss {metrics['loss']:.4f}"
             )
             if state.best_metric is None or value > state.best_metric:
                 state.best_metric, state.best_step = value, state.step
@@ -389,7 +415,9 @@ class _Trainer:
                             loss_value, n = self.private.step(batch)
                         else:
                             with acc.accumulate(self.model):
-                                loss = self.model(**batch).loss
+                                targets = batch.pop("labels")
+                                logits = self.model(**batch).logits
+                                loss = self.task.loss(logits, targets).mean()
                                 acc.backward(loss)
                                 if acc.sync_gradients and tc.max_grad_norm:
                                     acc.clip_grad_norm_(self.model.parameters(), tc.max_grad_norm)
@@ -455,7 +483,8 @@ class _Trainer:
         ):
             evaluate()
         self.progress.end("train")
-        model = acc.unwrap_model(self.model)
+        # without Accelerate's autocast wrapper: the run is written and measured in full precision
+        model = acc.unwrap_model(self.model, keep_fp32_wrapper=False)
         best = self.checkpoints / "best" / "model.safetensors"
         if best.exists():
             from safetensors.torch import load_file
@@ -463,7 +492,7 @@ class _Trainer:
             load_weights(model, load_file(str(best)), where=str(best))
         model.eval()
         return TrainedModel(
-            model=model, tokenizer=self.tokenizer, data=self.data, resolved=self.resolved, config=self.config,
+            model=model, tokenizer=self.tokenizer, data=self.data, task=self.task, selection=self.selection, resolved=self.resolved, config=self.config,
             state=state, precision=self.precision, attention=self.attention, device=str(acc.device), world_size=acc.num_processes,
             stopped_early=stopped_early,
             truncated={"train": self.train_enc.truncated, "validation": self.val_enc.truncated},
@@ -511,6 +540,7 @@ def _train(
         saved = read_checkpoint_info(resume_from)
         saved_config = RunConfig.from_dict(saved["config"], source=f"checkpoint {resume_from}")
         changed = _changed_keys(saved_config, config) if config is not None else []
+        changed = [k for k in changed if k not in left_to_sizing(config, resume_from)]
         if changed:
             raise ConfigError(
                 f"--resume continues the configuration saved in {resume_from.name}; "

@@ -1,4 +1,4 @@
-"""Choosing precision and building the optimizer and learning-rate schedule."""
+"""The attention kernel, the optimizer and the learning-rate schedule (precision: ``trustune.precision``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Any
 
 import torch
 
-from trustune.config import Attention, Precision, Trainable, TrainConfig
+from trustune.config import Attention, Trainable, TrainConfig
 from trustune.models.weights import is_head_name
+from trustune.precision import cpu_has_fast_bf16, resolve_precision
 
 __all__ = [
     "apply_trainable",
@@ -21,22 +22,6 @@ __all__ = [
 ]
 
 _NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
-
-
-def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (AMX or AVX512-BF16)."""
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
-
-
-def resolve_precision(precision: Precision, *, cuda: bool) -> Precision:
-    """``auto``: bf16 autocast where the hardware multiplies bf16 natively (a GPU that supports
-    it, or a CPU with AMX / AVX512-BF16), else fp32 (BENCHMARKS.md has the measurements)."""
-    if precision is not Precision.AUTO:
-        return precision
-    if cuda:
-        return Precision.BF16 if torch.cuda.is_bf16_supported() else Precision.FP32
-    return Precision.BF16 if cpu_has_fast_bf16() else Precision.FP32
 
 
 def resolve_attention(attention: Attention, *, cuda: bool) -> str:

@@ -20,9 +20,13 @@ __all__ = ["gradient_x_input", "integrated_gradients", "saliency"]
 _TOKENS_PER_PASS = 8192
 
 
-def _forward(model: ExplainableModel) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return model.probabilities(input_ids, attention_mask)  # (rows, classes)
+def _forward(
+    model: ExplainableModel,
+) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    def forward(
+        input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> torch.Tensor:
+        return model.probabilities(input_ids, attention_mask, token_type_ids)  # (rows, classes)
 
     return forward
 
@@ -59,7 +63,7 @@ def integrated_gradients(
             inputs=batch.input_ids,
             baselines=batch.baseline_ids,
             target=batch.targets,
-            additional_forward_args=(batch.attention_mask,),
+            additional_forward_args=(batch.attention_mask, batch.types),
             n_steps=options.n_steps,
             internal_batch_size=rows_per_pass(batch, options),
             return_convergence_delta=True,
@@ -79,7 +83,9 @@ def gradient_x_input(
     method = LayerGradientXActivation(_forward(model), model.embeddings)
     with torch.inference_mode(False), torch.enable_grad():
         attributions = method.attribute(
-            batch.input_ids, target=batch.targets, additional_forward_args=(batch.attention_mask,)
+            batch.input_ids,
+            target=batch.targets,
+            additional_forward_args=(batch.attention_mask, batch.types),
         )
     assert isinstance(attributions, torch.Tensor)
     return MethodResult(_to_words(attributions.sum(dim=-1), batch))
@@ -95,7 +101,9 @@ def saliency(model: ExplainableModel, batch: TokenBatch, options: ExplainOptions
     method = LayerGradientXActivation(_forward(model), model.embeddings, multiply_by_inputs=False)
     with torch.inference_mode(False), torch.enable_grad():
         gradients = method.attribute(
-            batch.input_ids, target=batch.targets, additional_forward_args=(batch.attention_mask,)
+            batch.input_ids,
+            target=batch.targets,
+            additional_forward_args=(batch.attention_mask, batch.types),
         )
     assert isinstance(gradients, torch.Tensor)
     return MethodResult(_to_words(gradients.norm(dim=-1), batch))

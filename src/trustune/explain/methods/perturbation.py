@@ -18,9 +18,13 @@ from trustune.explain.registry import ExplainOptions, MethodResult, register_exp
 __all__ = ["kernel_shap", "occlusion"]
 
 
-def _forward(model: ExplainableModel) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return model.probabilities(input_ids, attention_mask)  # (rows, classes)
+def _forward(
+    model: ExplainableModel,
+) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    def forward(
+        input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> torch.Tensor:
+        return model.probabilities(input_ids, attention_mask, token_type_ids)  # (rows, classes)
 
     return forward
 
@@ -43,7 +47,7 @@ def occlusion(model: ExplainableModel, batch: TokenBatch, options: ExplainOption
             batch.input_ids,
             baselines=batch.baseline_ids,
             target=batch.targets,
-            additional_forward_args=(batch.attention_mask,),
+            additional_forward_args=(batch.attention_mask, batch.types),
             feature_mask=batch.word_mask,
             perturbations_per_eval=max_words + 1,
         )
@@ -74,7 +78,10 @@ def kernel_shap(
                 batch.input_ids[row : row + 1, :width],
                 baselines=batch.baseline_ids[row : row + 1, :width],
                 target=batch.targets[row : row + 1],
-                additional_forward_args=(batch.attention_mask[row : row + 1, :width],),
+                additional_forward_args=(
+                    batch.attention_mask[row : row + 1, :width],
+                    batch.types[row : row + 1, :width],
+                ),
                 feature_mask=batch.word_mask[row : row + 1, :width].clamp(max=text.n_words),
                 n_samples=options.n_samples,
                 perturbations_per_eval=min(options.n_samples, 64),

@@ -1,0 +1,122 @@
+"""The task protocol: everything a stage asks about what kind of model a run is.
+
+A task owns, in one place, its targets (how raw values become training targets and back),
+the head of its model (the arguments of the Auto class), its per-example loss (the plain step
+and the DP step call the same function), its metrics and headline figures, and its section of
+the manifest. Stages hold a *fitted* task: the class is the registry entry, an instance carries
+what was learned from the data (a label map, target statistics) and is rebuilt from the
+manifest by :meth:`Task.from_manifest`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from trustune.config import Loss, RunConfig
+from trustune.data import Columns, LabeledData, TrainingData
+
+__all__ = ["Task"]
+
+
+class Task(ABC):
+    """One task of the registry (:func:`trustune.tasks.get_task`), fitted to one run."""
+
+    name: ClassVar[str]
+    #: what the predicted thing is called in messages and reports ("label", "score")
+    target_noun: ClassVar[str]
+    #: whether a validation split keeps every class on both sides
+    stratified: ClassVar[bool]
+    #: the validation metric ``selection_metric: auto`` means
+    default_selection: ClassVar[str]
+    #: the metrics the loop may select on (``train.selection_metric``)
+    selection_metrics: ClassVar[tuple[str, ...]]
+    #: the figures shown first and kept in the manifest's metric summaries
+    headline: ClassVar[tuple[str, ...]]
+    #: losses ``task.loss`` may name for this task
+    losses: ClassVar[tuple[Loss, ...]]
+    lower_is_better: ClassVar[frozenset[str]] = frozenset({"loss", "mse", "mae"})
+    #: what explanations attribute: "probability" (of a class, softmax of the outputs) or
+    #: "output" (the raw output, e.g. a predicted score)
+    explains: ClassVar[str] = "probability"
+
+    # -- what the data look like ------------------------------------------------------------
+
+    @classmethod
+    @abstractmethod
+    def claims(cls, raw_targets: Sequence[Any]) -> bool:
+        """Whether ``task: auto`` picks this task for these raw targets."""
+
+    @classmethod
+    def check_columns(cls, data: LabeledData, columns: Columns, path: str) -> None:
+        """Refuse targets this task cannot learn from (before any split); default: none."""
+        return None
+
+    @classmethod
+    @abstractmethod
+    def fit(cls, data: TrainingData, config: RunConfig) -> Task:
+        """The task fitted to the training data, with both parts' targets encoded."""
+
+    @classmethod
+    @abstractmethod
+    def from_manifest(cls, manifest: Mapping[str, Any]) -> Task:
+        """The fitted task of a finished run, from its manifest."""
+
+    @abstractmethod
+    def encode(self, part: LabeledData, *, source: str) -> None:
+        """Fill ``part.labels`` with training targets (and its manifest facts in ``part.info``)."""
+
+    # -- the model --------------------------------------------------------------------------
+
+    @abstractmethod
+    def head(self) -> dict[str, Any]:
+        """Arguments for ``AutoModelForSequenceClassification`` that give the new head."""
+
+    @property
+    @abstractmethod
+    def outputs(self) -> int:
+        """How many numbers the head gives per example."""
+
+    @abstractmethod
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The loss of every example, shape (batch,): the plain step averages it, the DP step
+        clips each example's gradient of it, the membership audit reads it."""
+
+    def finish(self, model: torch.nn.Module) -> None:
+        """Turn the trained model into the one that is saved (default: unchanged)."""
+        return None
+
+    # -- metrics ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def quick_metrics(self, targets: np.ndarray, logits: np.ndarray) -> dict[str, float]:
+        """The figures training tracks each validation, ``loss`` among them."""
+
+    @abstractmethod
+    def metrics(self, targets: Sequence[Any], logits: np.ndarray) -> dict[str, Any]:
+        """Every metric of an evaluation (the EvalResult of docs/run-artifact.md)."""
+
+    def summary(self, result: Mapping[str, Any]) -> dict[str, Any]:
+        """The headline figures of an evaluation, for the manifest."""
+        return {k: result.get(k) for k in self.headline}
+
+    def selection_value(self, metrics: Mapping[str, float], metric: str) -> float:
+        """A number to maximise: the metric, negated where lower is better."""
+        if metric not in metrics:
+            raise KeyError(metric)
+        value = float(metrics[metric])
+        return -value if metric in self.lower_is_better else value
+
+    # -- the run artifact -------------------------------------------------------------------
+
+    @abstractmethod
+    def manifest_section(self) -> dict[str, Any]:
+        """What the manifest records of the fitted task (merged into its top level)."""
+
+    def describe(self) -> str:
+        """One line for the terminal: what was learned from the data."""
+        return self.name
