@@ -79,3 +79,5 @@ def test_redact_pii_training_and_prediction(
     raw = model.predict_proba(["pay with card 4111 1111 1111 1111"])
     placeholder = model.predict_proba(["pay with card [CARD]"])
     assert raw.tolist() == placeholder.tolist()
+    explained = model.explain(["pay with card 4111 1111 1111 1111"], method="occlusion")[0]
+    assert "4111" not in explained.text and "4111" not in " ".join(explained.words)

@@ -192,6 +192,11 @@ class LoadedRun:
         from trustune.explain import ExplainableModel, ExplainOptions, explain_texts
 
         inputs, pairs = self._inputs(texts, text_pairs)
+        if self.redact_pii:  # explain what the model reads, as prediction does
+            from trustune.privacy.redact import redact_texts
+
+            inputs = redact_texts(inputs).texts
+            pairs = None if pairs is None else redact_texts(pairs).texts
         allowed = set(ExplainOptions.__dataclass_fields__)
         unknown = sorted(set(options) - allowed)
         if unknown:
