@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
@@ -18,17 +16,6 @@ __all__ = ["gradient_x_input", "integrated_gradients", "saliency"]
 # Tokens (rows x sequence length) per forward pass of the integration steps; measured on
 # 2 CPU cores with MiniLM: larger passes are no faster and cost memory.
 _TOKENS_PER_PASS = 8192
-
-
-def _forward(
-    model: ExplainableModel,
-) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-    def forward(
-        input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
-    ) -> torch.Tensor:
-        return model.probabilities(input_ids, attention_mask, token_type_ids)  # (rows, classes)
-
-    return forward
 
 
 def _to_words(token_scores: torch.Tensor, batch: TokenBatch) -> list[np.ndarray]:
@@ -57,7 +44,7 @@ def rows_per_pass(batch: TokenBatch, options: ExplainOptions) -> int:
 def integrated_gradients(
     model: ExplainableModel, batch: TokenBatch, options: ExplainOptions
 ) -> MethodResult:
-    method = LayerIntegratedGradients(_forward(model), model.embeddings)
+    method = LayerIntegratedGradients(model.probabilities, model.embeddings)
     with torch.inference_mode(False), torch.enable_grad():
         attributions, delta = method.attribute(
             inputs=batch.input_ids,
@@ -80,7 +67,7 @@ def integrated_gradients(
 def gradient_x_input(
     model: ExplainableModel, batch: TokenBatch, options: ExplainOptions
 ) -> MethodResult:
-    method = LayerGradientXActivation(_forward(model), model.embeddings)
+    method = LayerGradientXActivation(model.probabilities, model.embeddings)
     with torch.inference_mode(False), torch.enable_grad():
         attributions = method.attribute(
             batch.input_ids,
@@ -98,7 +85,9 @@ def gradient_x_input(
     signed=False,
 )
 def saliency(model: ExplainableModel, batch: TokenBatch, options: ExplainOptions) -> MethodResult:
-    method = LayerGradientXActivation(_forward(model), model.embeddings, multiply_by_inputs=False)
+    method = LayerGradientXActivation(
+        model.probabilities, model.embeddings, multiply_by_inputs=False
+    )
     with torch.inference_mode(False), torch.enable_grad():
         gradients = method.attribute(
             batch.input_ids,

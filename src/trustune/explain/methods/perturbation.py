@@ -6,8 +6,6 @@ Removing a word means replacing its pieces by [PAD], as the integrated-gradients
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from captum.attr import FeatureAblation, KernelShap
 
@@ -16,17 +14,6 @@ from trustune.explain.model import ExplainableModel
 from trustune.explain.registry import ExplainOptions, MethodResult, register_explainer
 
 __all__ = ["kernel_shap", "occlusion"]
-
-
-def _forward(
-    model: ExplainableModel,
-) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-    def forward(
-        input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
-    ) -> torch.Tensor:
-        return model.probabilities(input_ids, attention_mask, token_type_ids)  # (rows, classes)
-
-    return forward
 
 
 def _first_tokens(word_mask: torch.Tensor, n_words: int) -> torch.Tensor:
@@ -43,7 +30,7 @@ def _first_tokens(word_mask: torch.Tensor, n_words: int) -> torch.Tensor:
 def occlusion(model: ExplainableModel, batch: TokenBatch, options: ExplainOptions) -> MethodResult:
     max_words = max(t.n_words for t in batch.texts)
     with torch.inference_mode():
-        attributions = FeatureAblation(_forward(model)).attribute(
+        attributions = FeatureAblation(model.probabilities).attribute(
             batch.input_ids,
             baselines=batch.baseline_ids,
             target=batch.targets,
@@ -68,7 +55,7 @@ def occlusion(model: ExplainableModel, batch: TokenBatch, options: ExplainOption
 def kernel_shap(
     model: ExplainableModel, batch: TokenBatch, options: ExplainOptions
 ) -> MethodResult:
-    method = KernelShap(_forward(model))
+    method = KernelShap(model.probabilities)
     scores = []
     for row, text in enumerate(batch.texts):
         width = len(text.input_ids)
