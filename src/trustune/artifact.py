@@ -31,6 +31,7 @@ __all__ = [
     "MANIFEST",
     "METRICS",
     "atomic_dir",
+    "atomic_file",
     "atomic_write_json",
     "atomic_write_text",
     "discard_staging",
@@ -80,20 +81,32 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so readers see the old content or the new, never a half-written one."""
+@contextlib.contextmanager
+def atomic_file(path: Path, *, mode: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; once the block succeeds the file is flushed to
+    disk and renamed onto ``path`` (readers see the old content or the new, never a half-written
+    one); on any failure, Ctrl-C included, the temporary file is removed and ``path`` is intact.
+    ``mode`` sets the permissions (temporary files are created 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None:
+    """Write a text file through :func:`atomic_file`."""
+    with atomic_file(path, mode=mode) as tmp:
+        tmp.write_text(text, encoding="utf-8", newline="\n")
 
 
 def io_error(error: BaseException) -> OSError | None:

@@ -10,17 +10,16 @@ those names is refused.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.table import Table
 
+from trustune.artifact import atomic_file
 from trustune.cli.common import (
     add_run_argument,
     check_output_path,
@@ -260,26 +259,20 @@ def _predict_file(model: LoadedRun, args: argparse.Namespace, fmt: str) -> None:
     progress.start("predict", total=len(texts))
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
     try:
-        stream = model.predict_stream(_counted(texts, progress), pairs, batch_size=args.batch_size)
-        rows = (prediction_fields(p) for p in stream)
-        if fmt == "parquet":
-            os.close(fd)
-            _write_parquet(Path(tmp), frame, fields, rows)
-        else:
-            records: list[dict[Any, Any]] = frame.to_dict(orient="records")
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                write = _writer(f, fmt, [*frame.columns, *fields])
-                for record, predicted in zip(records, rows, strict=True):
-                    write({**record, **predicted})
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, output)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        with atomic_file(output) as tmp:
+            stream = model.predict_stream(
+                _counted(texts, progress), pairs, batch_size=args.batch_size
+            )
+            rows = (prediction_fields(p) for p in stream)
+            if fmt == "parquet":
+                _write_parquet(tmp, frame, fields, rows)
+            else:
+                records: list[dict[Any, Any]] = frame.to_dict(orient="records")
+                with open(tmp, "w", encoding="utf-8", newline="") as f:
+                    write = _writer(f, fmt, [*frame.columns, *fields])
+                    for record, predicted in zip(records, rows, strict=True):
+                        write({**record, **predicted})
     finally:
         progress.end("predict")
     out_console.print(f"wrote {len(texts)} predictions to {output}", soft_wrap=True)

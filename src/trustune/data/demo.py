@@ -10,12 +10,11 @@ sentence and cannot reach 100 % accuracy.
 from __future__ import annotations
 
 import csv
-import os
 import random
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from trustune.artifact import atomic_file
 from trustune.errors import ConfigError
 
 __all__ = ["DEMO_LABELS", "generate_demo_rows", "write_demo_dataset"]
@@ -333,16 +332,10 @@ def _split(
 
 def _write_csv(path: Path, data: Sequence[tuple[str, str]]) -> None:
     """Write ``text,label`` rows to ``path`` atomically (temporary file, then rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(("text", "label"))
-            writer.writerows(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(("text", "label"))
+        writer.writerows(data)
 
 
 def write_demo_dataset(

@@ -8,15 +8,14 @@ run; what depends on the task or on other records comes from the section registr
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from markupsafe import Markup
 
+from trustune.artifact import atomic_write_text
 from trustune.errors import ArtifactError
 from trustune.evaluate.learning import check_learning
 from trustune.report import plots
@@ -171,15 +170,5 @@ def write_report(
         extra_sections=extra_sections,
     )  # fmt: skip
     target = run_dir / REPORT_FILENAME
-    descriptor, temp_name = tempfile.mkstemp(dir=run_dir, prefix=".report-", suffix=".html.tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(html)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp_name, 0o644)  # mkstemp creates 0600; a report is meant to be shared
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    atomic_write_text(target, html, mode=0o644)  # a report is meant to be shared
     return target

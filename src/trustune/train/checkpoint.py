@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from trustune.artifact import (
     MANIFEST,
+    atomic_file,
     atomic_write_json,
     file_sha256,
     io_error,
@@ -145,13 +146,10 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
 
 def save_weights_atomic(model: torch.nn.Module, path: Path) -> None:
     """:func:`save_weights` under a temporary name renamed into place; any failure leaves none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        save_weights(model, tmp)
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            save_weights(model, tmp)
     except BaseException as e:
-        tmp.unlink(missing_ok=True)
         cause = io_error(e)
         if cause is None:
             raise
