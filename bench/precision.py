@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 accuracy = trustune.load(run.path).evaluate(
                     DATA / "test.tsv", measure_latency=False
                 )["accuracy"]
-                training = run.manifest["training"]
+                training = run.manifest.to_dict()["training"]
                 results[f"{precision}+{attention}"].append(
                     {
                         "repeat": repeat,

@@ -278,12 +278,12 @@ def _train_child(system: str, spec: dict[str, Any]) -> dict[str, Any]:
         non_members=spec["non_members_file"], limit=spec["audit_rows"],
         neighbour_count=spec["neighbours"], bootstrap=spec["bootstrap"],
     )  # fmt: skip
-    training = run.manifest["training"]
+    training = run.manifest.to_dict()["training"]
     return {
         "system": system, "config": config.to_dict(), "wall_s": wall,
         "loop_samples_per_s": training["loop_samples_per_s"], "steps": training["steps"],
         "stopped_early": training["stopped_early"], "accuracy_test": test["accuracy"],
-        "privacy": {k: v for k, v in run.manifest.get("privacy", {}).items()
+        "privacy": {k: v for k, v in run.manifest.to_dict().get("privacy", {}).items()
                     if k not in ("accountant_history", "frozen", "audit")},
         "audit": {k: audit[k] for k in ("auc", "auc_ci", "strongest_attack",
                                          "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")}

@@ -147,7 +147,7 @@ def run_arm(arm: str, train: Path, test: Path, folder: Path, seed: int) -> dict[
     )  # fmt: skip
     wall = time.perf_counter() - started
     result = trustune.load(run.path).evaluate(test, measure_latency=False)
-    training = run.manifest["training"]
+    training = run.manifest.to_dict()["training"]
     return {
         "accuracy": result["accuracy"],
         "ece": result.get("ece"),
@@ -156,8 +156,8 @@ def run_arm(arm: str, train: Path, test: Path, folder: Path, seed: int) -> dict[
         "epochs_completed": training["epochs_completed"],
         "best_step": training["best_step"],
         "stopped_early": training["stopped_early"],
-        "validation_rows": run.manifest["data"]["validation"]["rows"],
-        "lr": run.manifest["config"]["train"]["lr"],
+        "validation_rows": run.manifest.to_dict()["data"]["validation"]["rows"],
+        "lr": run.manifest.to_dict()["config"]["train"]["lr"],
         "train_wall_s": training["wall_time_s"],
         "total_wall_s": round(wall, 1),
         "notes": notes.notes,

@@ -460,7 +460,7 @@ def run_trustune(spec: dict[str, Any]) -> dict[str, Any]:
             measure_latency=False,
             progress=False,
         )
-        training = dict(run.manifest["training"])
+        training = dict(run.manifest.to_dict()["training"])
         threads_after_training = torch.get_num_threads()
         model = trustune.load(run.path)
         if not isinstance(model, trustune.TextRegressor):

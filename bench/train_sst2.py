@@ -434,7 +434,7 @@ def run_trustune(spec: dict[str, Any]) -> dict[str, Any]:
             warmup_ratio=WARMUP_RATIO,
             weight_decay=WEIGHT_DECAY,
         )
-        training = dict(run.manifest["training"])
+        training = dict(run.manifest.to_dict()["training"])
         threads_after_training = torch.get_num_threads()
         model = trustune.load(run.path)
         test_metrics = model.evaluate(spec["test"])

@@ -58,19 +58,20 @@ def test_finetune_takes_rows_in_memory_and_keeps_libraries_quiet(
     assert hf_logging.is_progress_bar_enabled()
     assert "train" in steps.tasks and steps.advanced > 0
     pd.testing.assert_frame_equal(train, before)  # the caller's frame is left as it was
-    data = run.manifest["data"]
-    assert data["train"]["rows"] == len(train) and data["validation"]["rows"] == len(pairs)
+    data = run.manifest.data
+    assert data.train is not None and data.validation is not None
+    assert data.train.rows == len(train) and data.validation.rows == len(pairs)
     assert run.metrics["validation"]["data"]["rows"] == len(pairs)
-    assert run.manifest["labels"] == ["account", "billing", "shipping", "technical"]
-    assert not Path(data["train"]["path"]).exists()  # the temporary file is gone
+    assert run.manifest.labels == ("account", "billing", "shipping", "technical")
+    assert not Path(str(data.train.path)).exists()  # the temporary file is gone
 
     dicts = [{"text": t, "label": y} for t, y in pairs[:24]] * 2
     again = trustune.finetune(
         dicts, model=str(tiny_model), output=tmp_path / "dicts", epochs=1, lr=1e-3,
         measure_latency=False, progress=False,
     )  # fmt: skip
-    manifest = again.manifest["data"]
-    assert manifest["train"]["rows"] + manifest["validation"]["rows"] == 48
+    rows = [part.rows or 0 for _, part in again.manifest.data.splits()]
+    assert len(rows) == 2 and sum(rows) == 48
 
 
 def test_bad_rows_in_memory_say_what_is_wrong(tmp_path: Path) -> None:

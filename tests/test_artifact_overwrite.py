@@ -89,8 +89,8 @@ def test_a_complete_overwrite_replaces_the_whole_run(
     final = load_file(str(old_run / "model" / "model.safetensors"))
     assert any(not torch.equal(final[k], old_weights[k]) for k in final)
     # one epoch of batches of 16 over the rows left after the (sized) validation split
-    train_rows = run.manifest["data"]["train"]["rows"]
-    assert run.manifest["training"]["steps"] == math.ceil(train_rows / 16)
+    assert run.manifest.data.train is not None and run.manifest.data.train.rows is not None
+    assert run.manifest.training.steps == math.ceil(run.manifest.data.train.rows / 16)
     assert [p.name for p in old_run.parent.iterdir()] == ["tiny"]
 
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 from trustune.evaluate.learning import check_learning, majority_baseline
+from trustune.manifest import DataPart, DataRecord, Manifest, TrainingRecord
 
 
-def _manifest(counts: dict[str, int], losses: list[float]) -> dict[str, Any]:
-    history = [{"step": i, "train_loss": loss} for i, loss in enumerate(losses)]
-    return {
-        "data": {"validation": {"class_counts": counts}},
-        "training": {"history": history},
-    }
+def _manifest(counts: dict[str, int], losses: list[float]) -> Manifest:
+    history = tuple({"step": i, "train_loss": loss} for i, loss in enumerate(losses))
+    return Manifest(
+        data=DataRecord(validation=DataPart(class_counts=counts)),
+        training=TrainingRecord(history=history),
+    )
 
 
 def test_majority_baseline() -> None:
@@ -48,7 +48,8 @@ def test_a_tiny_validation_set_is_named() -> None:
 def test_train_and_report_show_the_baseline_and_the_warning(tmp_path: Path, tiny_run: Path) -> None:
     """The tiny random model on 115 rows does not learn: the terminal and the report say so."""
     from test_cli import trustune
-    from trustune.artifact import read_manifest, read_metrics
+    from trustune.artifact import read_metrics
+    from trustune.manifest import read_manifest
 
     manifest = read_manifest(tiny_run)
     check = check_learning(manifest, read_metrics(tiny_run)["validation"])

@@ -3,6 +3,7 @@ signed with the model, and no obstacle to loading the folder with plain transfor
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 import trustune
+from trustune.manifest import Manifest, PrivacyRecord, read_manifest
 from trustune.records import save_records
 from trustune.report.model_card import render_model_card, run_name, write_model_card
 from trustune.run import record_evaluation
@@ -106,8 +108,8 @@ def test_an_evaluation_rewrites_the_card_and_its_hash(
 
 
 def test_privacy_guarantee_and_audit_are_on_the_card() -> None:
-    manifest: dict[str, Any] = {
-        "labels": ["no", "yes"],
+    manifest = Manifest.from_dict({
+        "format": "trustune.run", "format_version": 2, "labels": ["no", "yes"],
         "model": {"source": "minilm", "resolved": "/site/minilm", "architecture": "BertModel"},
         "privacy": {
             "dp": True, "epsilon": 2.9871, "delta": 1.2e-5, "accountant": "prv",
@@ -119,7 +121,7 @@ def test_privacy_guarantee_and_audit_are_on_the_card() -> None:
                 "members": {"used": 500}, "non_members": {"used": 500},
             },
         },
-    }  # fmt: skip
+    })  # fmt: skip
     meta, body = _split(render_model_card(manifest, {}, run_name="private"))
     body = " ".join(body.split())  # prose is wrapped: compare it as one line
     assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
@@ -132,10 +134,10 @@ def test_privacy_guarantee_and_audit_are_on_the_card() -> None:
 
 
 def test_a_private_run_without_an_audit_has_a_card() -> None:
-    manifest: dict[str, Any] = {
-        "labels": ["no", "yes"],
-        "privacy": {"dp": True, "epsilon": 7.9, "delta": 1e-5, "accountant": "prv", "steps": 30},
-    }  # fmt: skip
+    manifest = Manifest(
+        labels=("no", "yes"),
+        privacy=PrivacyRecord(dp=True, epsilon=7.9, delta=1e-5, accountant="prv", steps=30),
+    )
     _, body = _split(render_model_card(manifest, {}, run_name="private"))
     body = " ".join(body.split())
     assert "**ε = 7.900, δ = 1e-05**" in body
@@ -143,27 +145,29 @@ def test_a_private_run_without_an_audit_has_a_card() -> None:
 
 
 def test_an_audit_saved_into_the_run_reaches_the_card(run: Path) -> None:
-    manifest = json.loads((run / "trustune.json").read_text(encoding="utf-8"))
+    manifest = read_manifest(run)
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-    manifest["privacy"] = {
-        "dp": False,
-        "audit": {"auc": 0.73, "auc_ci": [0.7, 0.76], "strongest_attack": "reference",
-                  "tpr_at_1pct_fpr": 0.2, "tpr_at_0.1pct_fpr": 0.05,
-                  "members": {"used": 80}, "non_members": {"used": 80}},
-    }  # fmt: skip
-    save_records(run, manifest, metrics)  # as `trustune audit privacy` records it
+    privacy = PrivacyRecord(
+        dp=False,
+        audit={"auc": 0.73, "auc_ci": [0.7, 0.76], "strongest_attack": "reference",
+               "tpr_at_1pct_fpr": 0.2, "tpr_at_0.1pct_fpr": 0.05,
+               "members": {"used": 80}, "non_members": {"used": 80}},
+    )  # fmt: skip
+    # as `trustune audit privacy` records it
+    save_records(run, dataclasses.replace(manifest, privacy=privacy), metrics)
     body = " ".join((run / "model" / "README.md").read_text(encoding="utf-8").split())
     assert "Trained without differential privacy" in body
     assert "the strongest attack (reference)" in body and "**0.730**" in body
 
 
 def test_text_from_the_data_cannot_break_the_markdown() -> None:
-    manifest = {
+    manifest = Manifest.from_dict({
+        "format": "trustune.run", "format_version": 2,
         "labels": ["a|b", "`tick`", "<script>x</script>"],
         "data": {"train": {"path": "/home/me/secret/t.csv", "rows": 3,
                            "class_counts": {"a|b": 1, "`tick`": 1, "<script>x</script>": 1}}},
         "text_column": "body\nmore",
-    }  # fmt: skip
+    })  # fmt: skip
     _, body = _split(render_model_card(manifest, {}, run_name="<b>run</b> *x*"))
     assert body.lstrip().startswith("# \\<b\\>run\\</b\\> \\*x\\*\n")
     assert "`a\\|b`" in body and "`'tick'`" in body
@@ -208,10 +212,10 @@ def test_a_signed_run_verifies_with_its_card(run: Path) -> None:
 
 
 def test_no_card_without_a_plaintext_model(tmp_path: Path) -> None:
-    assert write_model_card(tmp_path, {}, {}) is None
+    assert write_model_card(tmp_path, Manifest(), {}) is None
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}", encoding="utf-8")
-    assert write_model_card(tmp_path, {"encryption": {}}, {}) is None
+    assert write_model_card(tmp_path, Manifest(encryption={}), {}) is None
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json"]
 
 
@@ -228,7 +232,7 @@ def test_a_failed_write_keeps_the_previous_card(
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
-        write_model_card(tmp_path, {}, {})
+        write_model_card(tmp_path, Manifest(), {})
     assert (folder / "README.md").read_text(encoding="utf-8") == "previous"
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json"]
 

@@ -33,7 +33,7 @@ from trustune.progress import Progress
     "module",
     ["trustune.privacy", "trustune.privacy.accountant", "trustune.privacy.engine",
      "trustune.privacy.redact", "trustune.privacy.audit", "trustune.privacy.report",
-     "trustune.privacy.bookkeeping"],
+     "trustune.privacy.bookkeeping", "trustune.privacy.step"],
 )  # fmt: skip
 def test_every_public_name_exists(module: str) -> None:
     import importlib
@@ -324,24 +324,25 @@ def test_dp_run_records_its_budget(
     tmp_path: Path, tiny_model: Path, demo_files: tuple[Path, Path]
 ) -> None:
     run = _train(demo_files[0], tiny_model, tmp_path / "dp")
-    privacy = run.manifest["privacy"]
+    privacy = run.manifest.privacy
+    assert privacy is not None
     for key in ("epsilon", "delta", "accountant", "noise_multiplier", "max_grad_norm",
                 "sample_rate", "steps"):  # fmt: skip
-        assert key in privacy
-    assert privacy["accountant"] == "prv" and privacy["dp"] is True
-    assert privacy["steps"] == run.manifest["training"]["steps"]
-    assert 0 < privacy["epsilon"] <= 8.0 + 1e-6
-    assert "validation set only" in privacy["selection"]
-    assert privacy["epsilon"] == pytest.approx(
+        assert getattr(privacy, key) is not None, key
+    assert privacy.accountant == "prv" and privacy.dp is True
+    assert privacy.steps == run.manifest.training.steps
+    assert privacy.epsilon is not None and 0 < privacy.epsilon <= 8.0 + 1e-6
+    assert "validation set only" in str(privacy.selection)
+    assert privacy.epsilon == pytest.approx(
         epsilon_spent(
-            noise_multiplier=privacy["noise_multiplier"], sample_rate=privacy["sample_rate"],
-            steps=privacy["steps"], delta=privacy["delta"],
+            noise_multiplier=privacy.noise_multiplier, sample_rate=privacy.sample_rate,
+            steps=privacy.steps, delta=privacy.delta,
         ), abs=1e-3,
     )  # fmt: skip
-    epsilons = [h["epsilon"] for h in run.manifest["training"]["history"]]
+    epsilons = [h["epsilon"] for h in run.manifest.training.history]
     assert len(epsilons) == 2 and 0 < epsilons[0] < epsilons[1]
-    assert "secret" not in json.dumps(run.manifest)
-    assert "privacy" not in run.manifest["training"]
+    assert "secret" not in json.dumps(run.manifest.to_dict())
+    assert "privacy" not in run.manifest.training.extra
     report = (run.path / "report.html").read_text(encoding="utf-8")
     assert "Privacy" in report and "DP-SGD" in report
 
@@ -368,12 +369,12 @@ def test_resume_continues_epsilon_and_noise(
     assert stopper.epsilon is not None and stopper.epsilon > 0
     resumed = trustune.finetune(output=tmp_path / "resumed", resume=True, measure_latency=False)
     straight = _train(demo_files[0], tiny_model, tmp_path / "straight")
-    assert resumed.manifest["privacy"]["steps"] == straight.manifest["privacy"]["steps"]
-    assert resumed.manifest["privacy"]["epsilon"] == straight.manifest["privacy"]["epsilon"]
-    assert resumed.manifest["privacy"]["accountant_history"] == [
-        [straight.manifest["privacy"]["noise_multiplier"], straight.manifest["privacy"]["sample_rate"],
-         straight.manifest["privacy"]["steps"]]
-    ]  # fmt: skip
+    spent, expected = resumed.manifest.privacy, straight.manifest.privacy
+    assert spent is not None and expected is not None
+    assert spent.steps == expected.steps and spent.epsilon == expected.epsilon
+    assert spent.accountant_history == (
+        [expected.noise_multiplier, expected.sample_rate, expected.steps],
+    )
     from safetensors.torch import load_file
 
     a = load_file(str(tmp_path / "resumed" / "model" / "model.safetensors"))

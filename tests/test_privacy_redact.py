@@ -71,9 +71,11 @@ def test_redact_pii_training_and_prediction(
         }),
         output=tmp_path / "run", measure_latency=False,
     )  # fmt: skip
-    redaction = run.manifest["privacy"]["redaction"]
+    privacy = run.manifest.privacy
+    assert privacy is not None and privacy.redaction is not None
+    redaction = privacy.redaction
     assert redaction["train"]["counts"]["card"] + redaction["validation"]["counts"]["card"] == 5
-    assert run.manifest["privacy"]["dp"] is False
+    assert privacy.dp is False
     model = trustune.load(run.path)
     assert model.redact_pii
     raw = model.predict_proba(["pay with card 4111 1111 1111 1111"])

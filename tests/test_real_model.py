@@ -21,5 +21,5 @@ def test_minilm_learns_the_demo_task(tmp_path: Path) -> None:
     result = model.evaluate(test, measure_latency=False)
     # 4 balanced classes: chance is 0.25. A few hundred examples are enough for MiniLM to do well.
     assert result["accuracy"] >= 0.7, result["accuracy"]
-    assert run.manifest["model"]["architecture"] == "BertForSequenceClassification"
-    assert run.manifest["model"]["parameters"] > 20_000_000
+    assert run.manifest.model.architecture == "BertForSequenceClassification"
+    assert (run.manifest.model.parameters or 0) > 20_000_000

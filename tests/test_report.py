@@ -14,6 +14,7 @@ from markupsafe import Markup
 
 import trustune.report
 from trustune.errors import ArtifactError
+from trustune.manifest import Manifest
 from trustune.report import fonts, plots, render_report, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -166,7 +167,8 @@ def run(request: pytest.FixtureRequest) -> tuple[dict, dict]:
 )
 def html(request: pytest.FixtureRequest) -> str:
     """One binary and one 3-class report, rendered once (plots take about a second)."""
-    return render_report(*make_run(list(request.param)))
+    manifest, metrics = make_run(list(request.param))
+    return render_report(Manifest.from_dict(manifest), metrics)
 
 
 def test_exported_surface() -> None:
@@ -178,7 +180,7 @@ def test_write_report_is_atomic_and_complete(tmp_path: Path, run: tuple[dict, di
     run_dir = tmp_path / "support-tickets"
     run_dir.mkdir()
 
-    path = write_report(run_dir, manifest, metrics)
+    path = write_report(run_dir, Manifest.from_dict(manifest), metrics)
 
     assert path == run_dir / "report.html"
     assert [p.name for p in run_dir.iterdir()] == ["report.html"]  # no temp file left behind
@@ -246,7 +248,7 @@ def test_missing_curves_and_speed_say_not_available() -> None:
         del metrics["validation"][key]
     metrics["evaluations"]["holdout"]["curves"] = {"roc": {}, "pr": {}}
     manifest["training"]["history"] = []
-    html = render_report(manifest, metrics)
+    html = render_report(Manifest.from_dict(manifest), metrics)
     for what in (
         "ROC curves",
         "Precision-recall curves",
@@ -259,7 +261,7 @@ def test_missing_curves_and_speed_say_not_available() -> None:
 
 
 def test_empty_inputs_still_render(tmp_path: Path) -> None:
-    path = write_report(tmp_path, {}, {})
+    path = write_report(tmp_path, Manifest(), {})
     html = path.read_text(encoding="utf-8")
     assert "Evaluation results: not available" in html
     assert "Training details: not available" in html
@@ -274,7 +276,7 @@ def test_malformed_values_do_not_crash() -> None:
     result["curves"]["roc"]["a"]["tpr"] = [0.0, None, 1.0, 1.0]
     result["reliability"] = {"bins": "oops"}
     manifest["training"]["history"] = [{"step": 1, "train_loss": "inf"}]
-    html = render_report(manifest, metrics)
+    html = render_report(Manifest.from_dict(manifest), metrics)
     assert "Confusion matrix" in html
     assert "Reliability diagram" in html
 
@@ -282,7 +284,7 @@ def test_malformed_values_do_not_crash() -> None:
 def test_labels_are_escaped() -> None:
     manifest, metrics = make_run(["<script>alert(1)</script>", "ok"])
     manifest["model"]["source"] = '"><img src=x onerror=alert(1)>'
-    html = render_report(manifest, metrics, run_name="<b>run</b>")
+    html = render_report(Manifest.from_dict(manifest), metrics, run_name="<b>run</b>")
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<img src=x" not in html
@@ -295,7 +297,9 @@ def test_extra_sections_are_appended(tmp_path: Path) -> None:
         ("Explanations", Markup("<p class='x'>top tokens</p>")),
         ("Privacy", "<b>not markup</b>"),
     ]
-    html = write_report(tmp_path, manifest, metrics, extra_sections=extra).read_text("utf-8")
+    html = write_report(
+        tmp_path, Manifest.from_dict(manifest), metrics, extra_sections=extra
+    ).read_text("utf-8")
     assert "<p class='x'>top tokens</p>" in html
     assert "&lt;b&gt;not markup&lt;/b&gt;" in html
     assert html.index(">Explanations</h2>") > html.index(">Files</h2>")
@@ -313,21 +317,21 @@ def test_failed_write_keeps_previous_report(
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
-        write_report(tmp_path, {}, {})
+        write_report(tmp_path, Manifest(), {})
     assert previous.read_text(encoding="utf-8") == "previous"
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
 
 
 def test_overwrites_existing_report(tmp_path: Path) -> None:
     (tmp_path / "report.html").write_text("old", encoding="utf-8")
-    path = write_report(tmp_path, {}, {})
+    path = write_report(tmp_path, Manifest(), {})
     assert path.read_text(encoding="utf-8")[:3] != "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
 
 
 def test_missing_run_folder_is_an_artifact_error(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="does not exist"):
-        write_report(tmp_path / "nope", {}, {})
+        write_report(tmp_path / "nope", Manifest(), {})
 
 
 @pytest.mark.parametrize(
@@ -366,7 +370,7 @@ def test_hyperparameters_are_a_table_with_their_meaning(html: str) -> None:
 def test_privacy_settings_join_the_table_when_dp_is_on() -> None:
     manifest, metrics = make_run(["no", "yes"])
     manifest["config"]["privacy"] = {"epsilon": 3.0, "delta": None, "accountant": "prv"}
-    html = render_report(manifest, metrics)
+    html = render_report(Manifest.from_dict(manifest), metrics)
     assert "<code>privacy.epsilon</code></td><td><code>3</code>" in html
     assert "<code>privacy.accountant</code></td><td><code>prv</code>" in html
 
@@ -380,7 +384,7 @@ def test_chinese_labels_draw_without_missing_glyphs() -> None:
     manifest, metrics = make_run(labels)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        html = render_report(manifest, metrics)
+        html = render_report(Manifest.from_dict(manifest), metrics)
     assert _glyph_warnings(caught) == []
     for label in labels:
         assert f"<li>{label}</li>" in html  # HTML text, drawn by the browser's fonts
@@ -404,7 +408,7 @@ def test_labels_no_font_covers_are_drawn_as_stand_ins(monkeypatch: pytest.Monkey
     manifest, metrics = make_run(labels)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        html = render_report(manifest, metrics)
+        html = render_report(Manifest.from_dict(manifest), metrics)
     assert _glyph_warnings(caught) == []
     key = re.findall(r'<p class="key">(.*?)</p>', html)
     # under the class chart, and under each result's confusion matrix and curves
@@ -432,5 +436,5 @@ def test_latin_labels_need_no_fallback() -> None:
 def test_a_run_built_in_its_staging_folder_keeps_its_name(tmp_path: Path) -> None:
     staging = tmp_path / ".support.tmp-4242-x1_y"  # where an --overwrite run is written
     staging.mkdir()
-    html = write_report(staging, {}, {}).read_text(encoding="utf-8")
+    html = write_report(staging, Manifest(), {}).read_text(encoding="utf-8")
     assert "<h1>support</h1>" in html and ".tmp-" not in html

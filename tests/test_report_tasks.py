@@ -17,6 +17,7 @@ import yaml
 
 import trustune
 from trustune.errors import ConfigError
+from trustune.manifest import Manifest, PrivacyRecord
 from trustune.report import render_report
 from trustune.report.model_card import render_model_card
 from trustune.report.sections import (
@@ -53,7 +54,8 @@ def regression_run() -> tuple[dict[str, Any], dict[str, Any]]:
         for i in (1, 2, 3)
     ]  # fmt: skip
     manifest = {
-        "format": "trustune.run", "task": "text-regression", "trustune_version": "0.1.0",
+        "format": "trustune.run", "format_version": 2, "task": "text-regression",
+        "trustune_version": "0.1.0",
         "config": {"train": {"epochs": 3, "lr": 5e-5}, "data": {"max_length": 128}},
         "target": {"column": "similarity", "statistics_from": "train", "mean": 2.5, "std": 1.2,
                    "min": 0.0, "max": 5.0, "standardised": True, "folded": True, "loss": "mse"},
@@ -79,7 +81,8 @@ def _split(card: str) -> tuple[dict[str, Any], str]:
 
 @pytest.fixture(scope="module")
 def regression_html() -> str:
-    return render_report(*regression_run())
+    manifest, metrics = regression_run()
+    return render_report(Manifest.from_dict(manifest), metrics)
 
 
 def test_a_regression_report_shows_its_figures_and_no_confusion_matrix(
@@ -124,7 +127,7 @@ def test_malformed_regression_results_say_not_available() -> None:
     metrics["validation"]["residuals"] = {"counts": [1, 2], "edges": "x"}
     metrics["validation"]["by_range"] = "oops"
     del manifest["target"]
-    html = render_report(manifest, metrics)
+    html = render_report(Manifest.from_dict(manifest), metrics)
     for what in ("Predicted against true score", "Residuals (predicted − true score)",
                  "Error by target range", "Target"):  # fmt: skip
         assert f"{what}: not available" in html, what
@@ -132,7 +135,7 @@ def test_malformed_regression_results_say_not_available() -> None:
 
 def test_a_regression_model_card_names_the_task_and_its_figures() -> None:
     manifest, metrics = regression_run()
-    meta, body = _split(render_model_card(manifest, metrics, run_name="sts"))
+    meta, body = _split(render_model_card(Manifest.from_dict(manifest), metrics, run_name="sts"))
     assert meta["pipeline_tag"] == "text-classification"  # the pipeline that runs the folder
     assert "text-regression" in meta["tags"] and "text-classification" not in meta["tags"]
     entry = meta["model-index"][0]["results"][0]
@@ -152,7 +155,8 @@ def test_a_regression_model_card_names_the_task_and_its_figures() -> None:
 def test_a_classification_report_has_no_regression_sections() -> None:
     from test_report import make_run
 
-    html = render_report(*make_run(["no", "yes"]))
+    manifest, metrics = make_run(["no", "yes"])
+    html = render_report(Manifest.from_dict(manifest), metrics)
     for absent in (*REGRESSION_SECTIONS, "Target distribution", "Spearman"):
         assert absent not in html, absent
     for title in CLASSIFICATION_SECTIONS:
@@ -179,9 +183,10 @@ def test_a_section_name_taken_twice_lists_the_known_ones() -> None:
 
 
 def test_a_builder_returning_none_leaves_its_section_out() -> None:
-    given = SectionInput(manifest={"task": "text-regression"}, metrics={})
+    given = SectionInput(manifest=Manifest(task="text-regression"), metrics={})
     assert [title for title, _ in build_sections(Slot.RUN, given)] == []  # no privacy record
-    given = SectionInput(manifest={"task": "text-regression", "privacy": {"dp": False}}, metrics={})
+    private = Manifest(task="text-regression", privacy=PrivacyRecord(dp=False))
+    given = SectionInput(manifest=private, metrics={})
     ((title, body),) = build_sections(Slot.RUN, given)
     assert title == "Privacy" and "Trained without differential privacy" in body
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import pickle
@@ -107,15 +108,16 @@ def test_load_can_require_a_signature(signed_run: tuple[Path, Path]) -> None:
 
 def test_load_uses_exactly_what_was_verified(signed_run: tuple[Path, Path]) -> None:
     """The manifest in memory is the one verified; the weights are the bytes that were hashed."""
+    from trustune.manifest import read_manifest
     from trustune.security.loading import VerifiedFolder
 
     run, private = signed_run
-    manifest = json.loads((run / "trustune.json").read_text(encoding="utf-8"))
+    manifest = read_manifest(run)
     verify_run(run, _public(private), manifest=manifest)
-    tampered = {**manifest, "labels": list(reversed(manifest["labels"]))}
+    tampered = dataclasses.replace(manifest, labels=tuple(reversed(manifest.labels or ())))
     with pytest.raises(SignatureError, match="does not match its manifest"):
         verify_run(run, _public(private), manifest=tampered)  # the file on disk is intact
-    folder = VerifiedFolder(run, "model", manifest["files"])
+    folder = VerifiedFolder(run, "model", dict(manifest.files))
     assert "model.safetensors" in folder.names() and "config.json" in folder.names()
     weights = run / "model" / "model.safetensors"
     assert folder.read("model.safetensors").tobytes() == weights.read_bytes()

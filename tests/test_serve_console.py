@@ -193,7 +193,7 @@ def test_console_shows_the_model_facts(
     assert facts["labels"] == ", ".join(str(label) for label in classifier.labels)
     assert facts["accuracy"] == f"{100 * validation['accuracy']:.1f}%"
     assert facts["run"] == classifier.run_dir.name
-    assert facts["created"] == classifier.manifest["created"]
+    assert facts["created"] == classifier.manifest.created
     assert facts["epsilon"].startswith("no")  # the tiny run was not trained privately
     assert facts["max_length"].startswith(f"{classifier.max_length} tokens")
     page.close()

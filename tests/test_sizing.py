@@ -179,8 +179,12 @@ def test_a_sized_run_resumes_with_the_same_arguments(
     with pytest.raises(ConfigError, match=r"these differ from it: \['train.lr'\]"):
         train(resume=True, lr=5e-5, progress=False)
     resumed = train(resume=True, progress=False)  # the same arguments: no change
-    sizing = resumed.manifest["training"]["sizing"]
-    assert sizing["chosen"] == {"train.lr": 1e-4, "data.validation_fraction": 0.2031}
-    assert resumed.manifest["config"]["data"]["validation_fraction"] == 0.2031
-    assert resumed.manifest["data"]["validation"]["rows"] == 26
-    assert resumed.manifest["training"]["steps"] == 8
+    manifest = resumed.manifest
+    assert manifest.training.sizing is not None
+    assert manifest.training.sizing["chosen"] == {
+        "train.lr": 1e-4,
+        "data.validation_fraction": 0.2031,
+    }
+    assert manifest.setting("data", "validation_fraction") == 0.2031
+    assert manifest.data.validation is not None and manifest.data.validation.rows == 26
+    assert manifest.training.steps == 8

@@ -148,11 +148,11 @@ def test_wrong_loss_for_the_task(tmp_path: Path, tiny_model: Path, demo_files: A
 
 def test_dp_regression_step_equals_plain_step_without_noise_or_clipping() -> None:
     from trustune.encoding import Encoded
+    from trustune.manifest import Manifest, TargetRecord
     from trustune.privacy.engine import PrivacyPlan, PrivateTraining, physical_batches
 
-    task = TextRegression.from_manifest(
-        {"target": {"mean": 2.0, "std": 1.5, "column": "score", "loss": Loss.HUBER.value}}
-    )
+    target = TargetRecord(mean=2.0, std=1.5, column="score", loss=Loss.HUBER.value)
+    task = TextRegression.from_manifest(Manifest(task="text-regression", target=target))
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)

@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 import trustune
-from trustune.artifact import FORMAT_VERSION
 from trustune.errors import ArtifactError, CheckpointError, ConfigError, TrainingInterrupted
+from trustune.manifest import FORMAT_VERSION
 from trustune.progress import Progress
 
 
@@ -106,7 +106,7 @@ def test_interrupted_run_resumes_to_identical_weights(
         assert torch.equal(a[key], b[key]), key
 
     def steps(run):
-        return [(h["step"], round(h["val_loss"], 6)) for h in run.manifest["training"]["history"]]
+        return [(h["step"], round(h["val_loss"], 6)) for h in run.manifest.training.history]
 
     assert steps(straight) == steps(resumed)
 
@@ -156,7 +156,7 @@ def test_early_stopping_and_best_checkpoint(
     tmp_path: Path, tiny_model: Path, demo_files: tuple[Path, Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    from trustune.train import loop
+    from trustune.train import checkpoint_policy
 
     best_weights: dict[str, torch.Tensor] = {}  # checkpoints/best goes once the run is written
 
@@ -164,14 +164,14 @@ def test_early_stopping_and_best_checkpoint(
         real_save(model, path)
         best_weights.update(load_file(str(path)))
 
-    real_save = loop.save_weights_atomic
-    monkeypatch.setattr(loop, "save_weights_atomic", save_best)
+    real_save = checkpoint_policy.save_weights_atomic
+    monkeypatch.setattr(checkpoint_policy, "save_weights_atomic", save_best)
     run = _train(demo_files[0], tiny_model, tmp_path / "es", epochs=6, lr=1e-9, early_stopping_patience=1,
                  selection_metric="loss", evaluate_every=2)  # fmt: skip
-    training = run.manifest["training"]
-    assert training["stopped_early"] or training["epochs_completed"] == 6
-    best = min(training["history"], key=lambda h: h["val_loss"])
-    assert training["best_step"] == best["step"]
+    training = run.manifest.training
+    assert training.stopped_early or training.epochs_completed == 6
+    best = min(training.history, key=lambda h: h["val_loss"])
+    assert training.best_step == best["step"]
     final = load_file(str(run.path / "model" / "model.safetensors"))
     for key in final:
         assert torch.equal(final[key], best_weights[key])

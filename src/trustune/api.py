@@ -15,10 +15,13 @@ from trustune.config import RunConfig, config_flags, load_config
 from trustune.errors import ConfigError, DataError
 from trustune.loaded import LoadedRun
 from trustune.loader import load as _load
+from trustune.manifest import PrivacyRecord
 from trustune.progress import Progress
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from trustune.train.observer import LoopObserver
 
 # A file path, or labeled rows in memory
 DataSource: TypeAlias = (
@@ -68,10 +71,10 @@ class Run:
         return read_metrics(self.path)
 
     @property
-    def privacy(self) -> dict[str, Any] | None:
+    def privacy(self) -> PrivacyRecord | None:
         """The DP guarantee spent (``epsilon``, ``delta``, ...) when trained with DP, else None."""
-        section = self.manifest.get("privacy") or {}
-        return section if section.get("dp") else None
+        section = self.manifest.privacy
+        return section if section is not None and section.dp else None
 
     def __repr__(self) -> str:
         return f"Run(path={str(self.path)!r})"
@@ -91,13 +94,13 @@ class Run:
             rows.append(f"<tr><th>{escape(key)}</th>{cells}</tr>")
         facts = [
             ("run", str(self.path)),
-            ("task", str(self.manifest.get("task", "?"))),
-            ("labels", ", ".join(str(label) for label in self.manifest.get("labels", []))),
-            ("target", str((self.manifest.get("target") or {}).get("column", ""))),
+            ("task", self.manifest.task),
+            ("labels", ", ".join(str(label) for label in self.manifest.labels or ())),
+            ("target", str(self.manifest.target.column or "") if self.manifest.target else ""),
         ]
         facts = [(k, v) for k, v in facts if v]
         if self.privacy is not None:
-            eps, delta = self.privacy.get("epsilon"), self.privacy.get("delta")
+            eps, delta = self.privacy.epsilon, self.privacy.delta
             facts.append(("differential privacy", f"ε = {eps:.2f}, δ = {delta:.2g}"))
         listed = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in facts)
         table = (
@@ -201,6 +204,7 @@ def finetune(
     overwrite: bool = False,
     progress: Progress | bool | None = True,
     measure_latency: bool = True,
+    observers: Sequence[LoopObserver] | None = None,
     **options: Any,
 ) -> Run:
     """Fine-tune a pretrained transformer on labeled texts and write the run folder.
@@ -210,7 +214,10 @@ def finetune(
     config fields, named as the CLI flags of ``trustune train`` (:func:`option_names`):
     ``epochs``, ``batch_size``, ``lr``, ``max_grad_norm``, ``dp_epsilon``, ``dp_delta``, ...;
     they override ``config``. ``progress``: a :class:`~trustune.progress.Progress`, True (a bar
-    on stderr) or False (silent).
+    on stderr) or False (silent). ``observers``: objects with ``on_log(step, fields)`` and
+    ``on_validation(step, epoch, metrics)`` (:class:`~trustune.train.observer.LoopObserver`)
+    for trackers and tuners; raising :class:`~trustune.errors.StopTraining` from either ends
+    training as early stopping does.
     """
     from trustune.run import write_trained_run
     from trustune.train.loop import train_model
@@ -246,8 +253,9 @@ def finetune(
         run_dir = Path(output)
         with _library_bars_off(warnings=True):
             trained = train_model(
-                run_config, run_dir, resume=resume, overwrite=overwrite, progress=shown
-            )
+                run_config, run_dir, resume=resume, overwrite=overwrite, progress=shown,
+                observers=observers or (),
+            )  # fmt: skip
             if shown:
                 shown.message("writing the run folder and report")
             return Run(write_trained_run(run_dir, trained, measure_latency=measure_latency))

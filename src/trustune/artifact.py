@@ -1,4 +1,6 @@
-"""The run artifact on disk: atomic writes, the manifest, file hashes, environment facts.
+"""The run artifact on disk: atomic writes, file hashes, metrics, environment facts.
+
+The manifest (``trustune.json``) is read and written by :mod:`trustune.manifest`.
 
 A folder is replaced by building the new version in a hidden sibling whose name carries the
 writer's process id (``.NAME.tmp-PID-XXXX``), then two renames: ``NAME`` to ``.NAME.old-PID``
@@ -27,7 +29,6 @@ from typing import Any
 from trustune.errors import ArtifactError
 
 __all__ = [
-    "FORMAT_VERSION",
     "MANIFEST",
     "METRICS",
     "atomic_dir",
@@ -39,7 +40,6 @@ __all__ = [
     "file_sha256",
     "hash_files",
     "io_error",
-    "read_manifest",
     "read_metrics",
     "recover_dir",
     "recover_run",
@@ -47,8 +47,6 @@ __all__ = [
     "swap_in",
     "utc_now",
 ]
-
-FORMAT_VERSION = 2  # 2: the task decides the sections (labels, target); 1: classification only
 
 
 def file_sha256(path: str | Path) -> str:
@@ -329,21 +327,6 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ArtifactError(f"{path} is not a {what}")
     return data
-
-
-def read_manifest(run_dir: Path) -> dict[str, Any]:
-    """The manifest of a run; a clear error when the folder is no run."""
-    if not run_dir.is_dir():
-        raise ArtifactError(f"no run folder {run_dir}")
-    manifest = _read_json(run_dir / MANIFEST, "a trustune manifest")
-    if manifest.get("format") != "trustune.run":
-        raise ArtifactError(f"{run_dir / MANIFEST} is not a trustune manifest")
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ArtifactError(
-            f"{run_dir} was written by a newer trustune (format {version}); upgrade trustune"
-        )
-    return manifest
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:

@@ -38,7 +38,7 @@ class TextClassifier(LoadedRun):
 
     def _check_parts(self, model: Any, tokenizer: Any, max_length: Any) -> int:
         return check_run_parts(
-            model, tokenizer, labels=self.manifest.get("labels"), max_length=max_length,
+            model, tokenizer, labels=list(self.manifest.labels or ()), max_length=max_length,
             where=str(self.run_dir),
         )  # fmt: skip
 

@@ -28,6 +28,7 @@ __all__ = [
     "DataConfig",
     "Loss",
     "ModelConfig",
+    "PoolerInit",
     "Precision",
     "PrivacyConfig",
     "RunConfig",
@@ -36,7 +37,10 @@ __all__ = [
     "TaskType",
     "TrainConfig",
     "config_flags",
+    "flag_metadata",
+    "flag_name",
     "load_config",
+    "settings_flags",
 ]
 
 
@@ -80,6 +84,17 @@ class Attention(_ListableEnum):
     AUTO = "auto"
     EAGER = "eager"
     SDPA = "sdpa"
+
+
+class PoolerInit(_ListableEnum):
+    """What the pooler of a base checkpoint starts from when a new head is trained.
+    ``pretrained``: the checkpoint's own pooler weights; ``reinit``: transformers' initialiser
+    (normal, ``initializer_range``), as for a checkpoint without a pooler. Sentence encoders
+    trained with mean pooling ship a pooler that was never trained (all-MiniLM-L6-v2: zero bias,
+    weights of std 0.009); BENCHMARKS.md has the ablation."""
+
+    PRETRAINED = "pretrained"
+    REINIT = "reinit"
 
 
 class SelectionMetric(_ListableEnum):
@@ -134,9 +149,28 @@ class Clipping(_ListableEnum):
     HOOKS = "hooks"
 
 
-def _flag(help: str, *, flag: str | None = None, **extra: Any) -> Any:
-    """Field metadata read by the CLI to build its flag."""
+def flag_metadata(help: str, *, flag: str | None = None, **extra: Any) -> Any:
+    """Field metadata that makes a settings field a command-line flag (``cli/flags.py`` builds
+    it): its help, its name when not ``--`` and the field's name, and hints such as ``metavar``,
+    ``type`` (of an optional number) or ``shown`` (the default as the help prints it)."""
     return {"help": help, "flag": flag, **extra}
+
+
+_flag = flag_metadata  # the short name the fields below use
+
+
+def flag_name(spec: dataclasses.Field[Any]) -> str:
+    """The flag of a field: its ``flag`` metadata, else ``--`` and its name (``--batch-size``)."""
+    return str(spec.metadata.get("flag") or "--" + spec.name.replace("_", "-"))
+
+
+def settings_flags(settings_type: type) -> list[tuple[str, dataclasses.Field[Any]]]:
+    """(flag, field) for every field of a settings dataclass that is a flag (has help)."""
+    return [
+        (flag_name(spec), spec)
+        for spec in dataclasses.fields(settings_type)
+        if "help" in spec.metadata
+    ]
 
 
 DEFAULT_MAX_CHARS = 100_000
@@ -249,9 +283,17 @@ class ModelConfig:
         default=Attention.AUTO,
         metadata=_flag("attention kernel for training: " + "|".join(Attention.list())),
     )
+    pooler: PoolerInit = field(
+        default=PoolerInit.PRETRAINED,
+        metadata=_flag(
+            "initial pooler of a new head: " + "|".join(PoolerInit.list()) + " (the "
+            "checkpoint's, or freshly initialised)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         self.attention = Attention.parse(self.attention, "model.attention")
+        self.pooler = PoolerInit.parse(self.pooler, "model.pooler")
 
 
 @dataclass
@@ -498,9 +540,9 @@ def config_flags() -> list[tuple[str, str, dataclasses.Field[Any]]]:
     """(flag, section, field) for every configuration field: ``--dp-epsilon`` for
     ``privacy.epsilon`` (its ``flag`` metadata), else ``--`` and the field's name."""
     return [
-        (f.metadata.get("flag") or "--" + f.name.replace("_", "-"), section, f)
+        (flag, section, f)
         for section, config_type in _SECTIONS.items()
-        for f in dataclasses.fields(config_type)
+        for flag, f in settings_flags(config_type)
     ]
 
 

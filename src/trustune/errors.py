@@ -21,6 +21,8 @@ it into a one-line message and exit code 2 (a traceback only with ``--debug``).
     │   │                      truncated, reordered, missing or extra
     │   └── SignatureError     no signature, or it does not verify with the given public key
     ├── StoreError             the key/audit database cannot be opened, or a key or role is unknown
+    ├── StopTraining           not a failure: a loop observer (a tuner's pruner, ...) asks the
+    │                          loop to stop; it ends like early stopping, with the best checkpoint
     └── TrainingInterrupted    Ctrl-C: a checkpoint was saved, resume with --resume
 """
 
@@ -40,6 +42,7 @@ __all__ = [
     "PrivacyError",
     "SecurityError",
     "SignatureError",
+    "StopTraining",
     "StoreError",
     "TrainingInterrupted",
     "TrustuneError",
@@ -116,6 +119,15 @@ class SignatureError(SecurityError):
 
 class StoreError(TrustuneError):
     """The key/audit database cannot be used, or a key id, role or limit is not valid."""
+
+
+class StopTraining(TrustuneError):
+    """Raised by a loop observer to end training early (the loop catches it; the run is written
+    from the best checkpoint as after early stopping)."""
+
+    def __init__(self, reason: str = "stopped by an observer") -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class TrainingInterrupted(TrustuneError):

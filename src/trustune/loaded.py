@@ -19,6 +19,7 @@ from trustune.encoding import encode_texts
 from trustune.errors import ConfigError, DataError
 from trustune.evaluate import measure_speed
 from trustune.inference import compute_logits
+from trustune.manifest import Manifest
 from trustune.tasks import Task, task_of_manifest
 
 if TYPE_CHECKING:
@@ -40,12 +41,6 @@ def register_loaded(cls: L) -> L:
     return cls
 
 
-def _section(parent: dict[str, Any], name: str) -> dict[str, Any]:
-    """A sub-dict of the manifest, or an empty one when it is missing or not a dict."""
-    value = parent.get(name)
-    return value if isinstance(value, dict) else {}
-
-
 def check_texts(texts: Sequence[str], what: str = "text") -> list[str]:
     out = list(texts)
     bad = [i for i, t in enumerate(out) if not isinstance(t, str) or not t.strip()]
@@ -62,21 +57,18 @@ class LoadedRun:
 
     task_name: ClassVar[str]
 
-    def __init__(
-        self, run_dir: Path, *, model: Any, tokenizer: Any, manifest: dict[str, Any]
-    ) -> None:
+    def __init__(self, run_dir: Path, *, model: Any, tokenizer: Any, manifest: Manifest) -> None:
         self.run_dir = run_dir
         self.manifest = manifest
         self.task: Task = task_of_manifest(manifest, where=str(run_dir))
-        config = _section(manifest, "config")
         self.max_length = self._check_parts(
-            model, tokenizer, _section(config, "data").get("max_length")
+            model, tokenizer, manifest.setting("data", "max_length")
         )
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.pad_id = tokenizer.pad_token_id or 0
         # trained with --redact-pii: texts are redacted the same way before prediction
-        self.redact_pii = bool(_section(config, "privacy").get("redact_pii", False))
+        self.redact_pii = bool(manifest.setting("privacy", "redact_pii", False))
 
     def _check_parts(self, model: Any, tokenizer: Any, max_length: Any) -> int:
         """Refuse a run whose manifest, model and tokenizer disagree; returns ``max_length``."""
@@ -90,7 +82,7 @@ class LoadedRun:
     @property
     def pairs(self) -> bool:
         """Whether the run was trained on text pairs (every input is two texts)."""
-        return bool(self.manifest.get("text_pair_column"))
+        return self.manifest.pairs
 
     def _inputs(
         self, texts: Sequence[str] | str, text_pairs: Sequence[str] | str | None
@@ -99,8 +91,8 @@ class LoadedRun:
         if text_pairs is None:
             if self.pairs:
                 raise DataError(
-                    f"this run was trained on text pairs ({self.manifest.get('text_column')} "
-                    f"and {self.manifest.get('text_pair_column')}); pass text_pairs= with the "
+                    f"this run was trained on text pairs ({self.manifest.text_column} "
+                    f"and {self.manifest.text_pair_column}); pass text_pairs= with the "
                     "second text of each input"
                 )
             return out, None
@@ -149,7 +141,7 @@ class LoadedRun:
         logits = torch.as_tensor(self.logits(texts, text_pairs, batch_size=64))
         dtype = torch.float32 if any(isinstance(t, float) for t in targets) else torch.long
         with torch.no_grad():
-            losses = self.task.loss(logits, torch.as_tensor(list(targets), dtype=dtype))
+            losses = self.task.saved_loss(logits, torch.as_tensor(list(targets), dtype=dtype))
         return losses.double().numpy()
 
     def predict_stream(
@@ -214,9 +206,9 @@ class LoadedRun:
         """Metrics on a labeled file (the EvalResult of docs/run-artifact.md)."""
         labeled, _ = read_labeled(
             data,
-            text_column=text_column or self.manifest.get("text_column"),
-            label_column=label_column or self.manifest.get("label_column"),
-            pair_column=text_pair_column or self.manifest.get("text_pair_column"),
+            text_column=text_column or self.manifest.text_column,
+            label_column=label_column or self.manifest.label_column,
+            pair_column=text_pair_column or self.manifest.text_pair_column,
             pairs=self.pairs,
             skip_bad_rows=skip_bad_rows,
         )

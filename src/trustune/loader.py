@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 # Importing the loaded types registers them (trustune.loaded.LOADED).
 import trustune.classifier
 import trustune.regressor  # noqa: F401
-from trustune.artifact import read_manifest, read_metrics, recover_run
+from trustune.artifact import read_metrics, recover_run
 from trustune.errors import ArtifactError
 from trustune.loaded import LOADED, LoadedRun
+from trustune.manifest import read_manifest
 from trustune.models import ResolvedModel, load_classifier, load_tokenizer
 from trustune.tasks import task_of_manifest
 
@@ -43,7 +44,7 @@ def load(
     recover_run(run_dir)
     manifest = read_manifest(run_dir)
     cls = loaded_type(task_of_manifest(manifest, where=str(run_dir)).name)
-    if public_key is not None or "encryption" in manifest:
+    if public_key is not None or manifest.encrypted:
         from trustune.security.loading import open_protected_run
 
         model, tokenizer = open_protected_run(run_dir, manifest, key=key, public_key=public_key)

@@ -8,23 +8,27 @@ sits below the stages: it imports the artifact layer and the report, never a sta
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from trustune.artifact import MANIFEST, METRICS, atomic_write_json, hash_files
+from trustune.artifact import METRICS, atomic_write_json, hash_files
+from trustune.manifest import Manifest, write_manifest
 
 __all__ = ["save_records"]
 
 
-def save_records(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, Any]) -> None:
+def save_records(run_dir: Path, manifest: Manifest, metrics: dict[str, Any]) -> Manifest:
     """Write the model card, metrics, report and manifest (with file hashes); the manifest goes
-    last, so a run whose manifest is complete has every other record too."""
+    last, so a run whose manifest is complete has every other record too. Returns the manifest
+    as written (its ``files`` filled in)."""
     from trustune.report import write_report
     from trustune.report.model_card import write_model_card
 
     run_dir = Path(run_dir)
     write_model_card(run_dir, manifest, metrics)  # model/README.md, hashed with the model files
-    manifest["files"] = hash_files(run_dir)
+    manifest = dataclasses.replace(manifest, files=hash_files(run_dir))
     atomic_write_json(run_dir / METRICS, metrics)
     write_report(run_dir, manifest, metrics)  # the task's sections, privacy, explanations, ...
-    atomic_write_json(run_dir / MANIFEST, manifest)
+    write_manifest(run_dir, manifest)
+    return manifest

@@ -7,16 +7,16 @@ staging folder.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from trustune.artifact import (
-    FORMAT_VERSION,
+    MANIFEST,
     atomic_dir,
     discard_staging,
     environment,
     io_error,
-    read_manifest,
     read_metrics,
     swap_in,
     utc_now,
@@ -26,6 +26,7 @@ from trustune.errors import ArtifactError
 from trustune.inference import compute_logits
 from trustune.loaded import LoadedRun
 from trustune.loader import loaded_type
+from trustune.manifest import FORMAT, FORMAT_VERSION, Manifest, read_manifest
 from trustune.records import save_records
 from trustune.tasks import task_of_manifest
 from trustune.train.loop import TrainedModel
@@ -110,8 +111,8 @@ def _write_run(
         **{k: v for k, v in state.extra.items() if k not in ("privacy", "redaction")},
     }
     n_params = sum(p.numel() for p in trained.model.parameters())
-    manifest: dict[str, Any] = {
-        "format": "trustune.run",
+    record: dict[str, Any] = {
+        "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "task": task.name,
         "created": utc_now(),
@@ -131,11 +132,12 @@ def _write_run(
         "training": training,
         "environment": environment(),
     }
-    from trustune.privacy.engine import manifest_section
+    from trustune.privacy import manifest_section
 
     privacy = manifest_section(state.extra.get("privacy"), state.extra.get("redaction"))
     if privacy is not None:
-        manifest["privacy"] = privacy
+        record["privacy"] = privacy
+    manifest = Manifest.from_dict(record, source=work / MANIFEST)  # checks what is written
     classifier = loaded_type(task.name)(
         run_dir, model=trained.model, tokenizer=trained.tokenizer, manifest=manifest
     )
@@ -145,7 +147,7 @@ def _write_run(
     from trustune.report.sections import forget_run_sections
 
     forget_run_sections(work)  # explanations, a membership audit: of an overwritten model
-    save_records(work, manifest, metrics)
+    classifier.manifest = save_records(work, manifest, metrics)
     from trustune.train.checkpoint import remove_checkpoints
 
     remove_checkpoints(work)  # the run is complete: nothing resumes it, best/ duplicates model/
@@ -158,5 +160,5 @@ def record_evaluation(run_dir: Path, name: str, result: dict[str, Any]) -> None:
     metrics = read_metrics(run_dir)
     metrics.setdefault("evaluations", {})[name] = result
     summary = task_of_manifest(manifest).summary(result)
-    manifest.setdefault("metrics", {})[name] = {**summary, "data": result["data"]}
-    save_records(run_dir, manifest, metrics)
+    recorded = {**manifest.metrics, name: {**summary, "data": result["data"]}}
+    save_records(run_dir, dataclasses.replace(manifest, metrics=recorded), metrics)

@@ -44,8 +44,7 @@ def check_output_path(path: Path, *, flag: str, folder: bool) -> None:
 
 def run_max_chars(classifier: Any) -> int:
     """The run's ``data.max_chars`` (runs written before it existed: the default)."""
-    data = (classifier.manifest.get("config") or {}).get("data") or {}
-    value = data.get("max_chars")
+    value = classifier.manifest.setting("data", "max_chars")
     return value if isinstance(value, int) and value > 0 else DEFAULT_MAX_CHARS
 
 

@@ -29,7 +29,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trustune.artifact import read_manifest
+    from trustune.manifest import read_manifest
     from trustune.security import SIGNATURE_FILE, encrypt_run
     from trustune.security.envelope import EncryptionInfo
 

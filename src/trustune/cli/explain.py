@@ -1,4 +1,7 @@
-"""`trustune explain`: why the model decides: word heat maps, top words per class, faithfulness."""
+"""`trustune explain`: why the model decides: word heat maps, top words per class, faithfulness.
+
+Its flags are the inputs (--text, --text-pair, --data, --output) and, generated from the fields
+of :class:`trustune.explain.ExplainSettings`, everything else."""
 
 from __future__ import annotations
 
@@ -12,13 +15,14 @@ from rich.table import Table
 from rich.text import Text
 
 from trustune.cli.common import add_run_argument, cut_notice, cut_texts, run_max_chars
+from trustune.cli.flags import HelpFormatter, add_settings_flags, settings_values
 from trustune.cli.key_options import add_key_arguments, key_from_args
 from trustune.cli.render import BarProgress, err_console, out_console
 from trustune.errors import ConfigError
+from trustune.explain.settings import ExplainSettings
 
 __all__ = ["add_parser"]
 
-_FORMATS = ("text", "json", "html")
 _JSONL = (".jsonl", ".ndjson")
 
 
@@ -31,7 +35,9 @@ def add_parser(sub: Any) -> None:
         "F.jsonl explains a file (JSONL plus one HTML page); --global aggregates the top words of "
         "each class over --data; --evaluate measures how faithful each method is (ERASER "
         "comprehensiveness and sufficiency against random rankings). --global and --evaluate are "
-        "saved into the run (explanations.json, manifest, report.html).",
+        "saved into the run (explanations.json, manifest, report.html). Runs trained on text "
+        "pairs explain the words of both texts.",
+        formatter_class=HelpFormatter,
     )
     add_run_argument(p)
     p.add_argument(
@@ -48,109 +54,36 @@ def add_parser(sub: Any) -> None:
         help="texts to explain: CSV, TSV, JSONL or Parquet (labels optional)",
     )
     p.add_argument(
-        "--method",
-        metavar="NAME",
-        help="attribution method: integrated-gradients (default), gradient-x-input, saliency, "
-        "occlusion, kernel-shap; --evaluate compares all methods that fit the model unless given",
-    )
-    p.add_argument(
-        "--target", metavar="LABEL", help="the label to explain (default: the predicted label)"
-    )
-    p.add_argument(
-        "--format", choices=_FORMATS, default="text",
-        help="text: coloured words in the terminal; json: words, scores, prediction and "
-        "probabilities; html: a self-contained heat map page (default text)",
-    )  # fmt: skip
-    p.add_argument(
         "--output", metavar="FILE",
         help="write to FILE instead of the terminal; with --data: F.jsonl, plus F.html beside it",
     )  # fmt: skip
-    p.add_argument(
-        "--global", dest="global_", action="store_true",
-        help="with --data: top words of each class (mean attribution, count, frequency), saved "
-        "into the run",
-    )  # fmt: skip
-    p.add_argument(
-        "--evaluate", action="store_true",
-        help="with --data: faithfulness of each method and of a random baseline on a sample, "
-        "saved into the run",
-    )  # fmt: skip
-    p.add_argument(
-        "--sample", type=int, default=100, metavar="N",
-        help="texts of --data that --evaluate uses, drawn at random (default 100)",
-    )  # fmt: skip
-    p.add_argument(
-        "--max-rows", type=int, metavar="N",
-        help="explain only the first N rows of --data (default: all)",
-    )  # fmt: skip
-    p.add_argument("--text-column", help="column of --data holding the text (detected)")
-    p.add_argument(
-        "--text-pair-column",
-        help="for a run trained on text pairs: column of --data holding the second text (detected)",
-    )
-    p.add_argument(
-        "--label-column",
-        help="column of --data holding true labels, to mark right/wrong (optional)",
-    )
-    p.add_argument("--skip-bad-rows", action="store_true", help="drop empty texts of --data")
-    p.add_argument(
-        "--top-k",
-        type=int,
-        default=15,
-        metavar="N",
-        help="words per class with --global (default 15)",
-    )
-    p.add_argument(
-        "--min-count", type=int, default=2, metavar="N",
-        help="--global leaves out words seen fewer than N times (default 2)",
-    )  # fmt: skip
-    p.add_argument(
-        "--steps", type=int, default=50, metavar="N",
-        help="integration steps of integrated-gradients (default 50)",
-    )  # fmt: skip
-    p.add_argument(
-        "--samples", type=int, default=200, metavar="N",
-        help="word subsets sampled per text by kernel-shap (default 200)",
-    )  # fmt: skip
-    p.add_argument(
-        "--batch-size", type=int, default=4, metavar="N",
-        help="texts attributed together where the method allows (default 4)",
-    )  # fmt: skip
-    p.add_argument(
-        "--precision", choices=("auto", "fp32", "bf16"), default="auto",
-        help="arithmetic of the attributions; auto: bf16 where the hardware multiplies it "
-        "natively (AMX CPUs, recent GPUs), else fp32 (default auto)",
-    )  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="seed of sampling (default 0)")
+    add_settings_flags(p, ExplainSettings)
     add_key_arguments(p, purpose="to open an encrypted run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
 
-def _check(args: argparse.Namespace) -> None:
+def _check(args: argparse.Namespace, settings: ExplainSettings) -> None:
     if bool(args.text) == bool(args.data):
         raise ConfigError("give texts with --text TEXT, or a file with --data FILE (not both)")
     if args.text_pair and not args.text:
         raise ConfigError("--text-pair is the second text of a --text; give both")
-    if (args.global_ or args.evaluate) and not args.data:
+    wants_data = settings.global_importance or settings.evaluate
+    if wants_data and not args.data:
         raise ConfigError("--global and --evaluate need --data FILE")
-    if args.data and not (args.global_ or args.evaluate) and not args.output:
+    if args.data and not wants_data and not args.output:
         raise ConfigError("--data needs --output FILE.jsonl (or --global / --evaluate)")
     if args.data and args.output and Path(args.output).suffix.lower() not in _JSONL:
         raise ConfigError(
             f"--output {args.output}: with --data write JSONL, e.g. explanations.jsonl"
         )
-    for flag in ("sample", "top_k", "min_count", "steps", "samples", "batch_size", "max_rows"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{flag.replace('_', '-')}: {value} is not allowed, it must be > 0")
 
 
-def _check_pairs(args: argparse.Namespace, classifier: Any) -> None:
+def _check_pairs(args: argparse.Namespace, settings: ExplainSettings, classifier: Any) -> None:
     """Second texts exactly when the run reads pairs (one per --text)."""
     args.pairs = bool(classifier.pairs)
     if not args.pairs:
-        if args.text_pair or args.text_pair_column:
+        if args.text_pair or settings.text_pair_column:
             raise ConfigError(
                 "this run was trained on single texts; drop --text-pair / --text-pair-column"
             )
@@ -160,51 +93,44 @@ def _check_pairs(args: argparse.Namespace, classifier: Any) -> None:
             f"this run was trained on text pairs: give one --text-pair per --text "
             f"({len(args.text)} --text, {len(args.text_pair)} --text-pair)"
         )
-    if args.evaluate:
-        raise ConfigError(
-            "--evaluate does not measure text-pair runs yet; explain them with --output or --global"
-        )
 
 
 def run(args: argparse.Namespace) -> int:
-    _check(args)
+    settings = ExplainSettings(**settings_values(args, ExplainSettings))
+    _check(args, settings)
     import trustune
-    from trustune.explain import ExplainableModel, ExplainOptions, get_explainer
+    from trustune.explain import ExplainableModel, get_explainer
 
-    if args.method is not None:
-        get_explainer(args.method)  # an unknown name fails before the model loads
+    if settings.method is not None:
+        get_explainer(settings.method)  # an unknown name fails before the model loads
     classifier = trustune.load(args.run, key=key_from_args(args, required=False))
     model = ExplainableModel.from_classifier(classifier)
     args.max_chars = run_max_chars(classifier)
-    _check_pairs(args, classifier)
-    options = ExplainOptions(
-        n_steps=args.steps, n_samples=args.samples, texts_per_batch=args.batch_size,
-        seed=args.seed, precision=args.precision,
-    )  # fmt: skip
+    _check_pairs(args, settings, classifier)
     if args.text:
-        _explain_texts(model, args, options)
+        _explain_texts(model, args, settings)
     else:
-        _explain_data(model, args, options)
+        _explain_data(model, args, settings)
     return 0
 
 
-def _explain_texts(model: Any, args: argparse.Namespace, options: Any) -> None:
-    from trustune.explain import DEFAULT_METHOD, explain_texts
+def _explain_texts(model: Any, args: argparse.Namespace, settings: ExplainSettings) -> None:
+    from trustune.explain import explain_texts
     from trustune.explain.render import render_page, terminal_text
 
-    method = args.method or DEFAULT_METHOD
+    method = settings.chosen_method
     texts, cut = cut_texts(args.text, args.max_chars)
     pairs, cut_pairs = cut_texts(args.text_pair, args.max_chars)
     if cut or cut_pairs:
         err_console.print(cut_notice(cut + cut_pairs, args.max_chars))
     explanations = explain_texts(
-        model, texts, method=method, target=args.target, options=options,
+        model, texts, method=method, target=settings.target, options=settings.options(),
         text_pairs=pairs if args.pairs else None,
     )  # fmt: skip
-    _warn_completeness(explanations, args.steps)
-    if args.format == "json":
+    _warn_completeness(explanations, settings.steps)
+    if settings.format == "json":
         _emit(args, json.dumps([e.to_dict() for e in explanations], indent=2, ensure_ascii=False))
-    elif args.format == "html":
+    elif settings.format == "html":
         _emit(args, render_page(explanations, title=f"Explanations ({method})"))
     elif args.output:
         _emit(args, "\n\n".join(_plain(e, model.max_length) for e in explanations))
@@ -276,24 +202,26 @@ def _emit(args: argparse.Namespace, content: str) -> None:
     out_console.print(f"wrote {args.output}")
 
 
-def _read_pairs(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+def _read_pairs(args: argparse.Namespace, settings: ExplainSettings) -> tuple[list[str], list[str]]:
     """Both texts of each row of --data, for a run trained on pairs."""
     from trustune.data import load_inputs
 
     texts, pairs, frame = load_inputs(
-        args.data, text_column=args.text_column, pair_column=args.text_pair_column, pairs=True,
-        skip_bad_rows=args.skip_bad_rows, max_chars=args.max_chars,
+        args.data, text_column=settings.text_column, pair_column=settings.text_pair_column,
+        pairs=True, skip_bad_rows=settings.skip_bad_rows, max_chars=args.max_chars,
     )  # fmt: skip
     assert pairs is not None
     cut = int(frame.attrs["chars_cut"])
     if cut:
         err_console.print(cut_notice(cut, args.max_chars))
-    if args.max_rows:
-        texts, pairs = texts[: args.max_rows], pairs[: args.max_rows]
+    if settings.max_rows:
+        texts, pairs = texts[: settings.max_rows], pairs[: settings.max_rows]
     return texts, pairs
 
 
-def _read_data(model: Any, args: argparse.Namespace) -> tuple[list[str], list[Any] | None]:
+def _read_data(
+    model: Any, args: argparse.Namespace, settings: ExplainSettings
+) -> tuple[list[str], list[Any] | None]:
     """Texts of --data and their true labels when the file has a label column."""
     from trustune.data import load_texts, read_labeled
     from trustune.data.labels import LabelMap
@@ -302,8 +230,8 @@ def _read_data(model: Any, args: argparse.Namespace) -> tuple[list[str], list[An
     truths: list[Any] | None = None
     try:
         labeled, _ = read_labeled(
-            args.data, text_column=args.text_column, label_column=args.label_column,
-            skip_bad_rows=args.skip_bad_rows, max_chars=args.max_chars,
+            args.data, text_column=settings.text_column, label_column=settings.label_column,
+            skip_bad_rows=settings.skip_bad_rows, max_chars=args.max_chars,
         )  # fmt: skip
         texts, cut = labeled.texts, int(labeled.info["chars_cut"])
         label_map = LabelMap(model.labels)
@@ -311,75 +239,78 @@ def _read_data(model: Any, args: argparse.Namespace) -> tuple[list[str], list[An
         try:
             truths = [model.labels[label_map.index_of(v)] for v in labeled.raw_labels]
         except LabelError:
-            if args.label_column:
+            if settings.label_column:
                 raise
     except ColumnError:
-        if args.label_column:
+        if settings.label_column:
             raise
         texts, frame = load_texts(
-            args.data, text_column=args.text_column, skip_bad_rows=args.skip_bad_rows,
+            args.data, text_column=settings.text_column, skip_bad_rows=settings.skip_bad_rows,
             max_chars=args.max_chars,
         )  # fmt: skip
         cut = int(frame.attrs["chars_cut"])
     if cut:
         err_console.print(cut_notice(cut, args.max_chars))
-    if args.max_rows:
-        texts = texts[: args.max_rows]
-        truths = truths[: args.max_rows] if truths is not None else None
+    if settings.max_rows:
+        texts = texts[: settings.max_rows]
+        truths = truths[: settings.max_rows] if truths is not None else None
     return texts, truths
 
 
-def _explain_data(model: Any, args: argparse.Namespace, options: Any) -> None:
+def _explain_data(model: Any, args: argparse.Namespace, settings: ExplainSettings) -> None:
     from trustune.data import file_sha256
-    from trustune.explain import DEFAULT_METHOD, explain_texts
+    from trustune.explain import explain_texts
     from trustune.explain.faithfulness import evaluate_faithfulness
     from trustune.explain.global_importance import aggregate_importance
     from trustune.explain.store import pick_examples, record_explanations
 
     pairs: list[str] | None = None
     if args.pairs:
-        (texts, pairs), truths = _read_pairs(args), None
+        (texts, pairs), truths = _read_pairs(args, settings), None
     else:
-        texts, truths = _read_data(model, args)
-    method = args.method or DEFAULT_METHOD
+        texts, truths = _read_data(model, args, settings)
+    method = settings.chosen_method
+    options = settings.options()
     progress = BarProgress(enabled=not args.quiet)
     info = {"path": str(args.data), "sha256": file_sha256(args.data), "rows": len(texts)}
     explanations = importance = faithfulness = None
-    if args.output or args.global_:
+    if args.output or settings.global_importance:
         explanations = explain_texts(
-            model, texts, method=method, target=args.target, options=options, progress=progress,
-            text_pairs=pairs,
+            model, texts, method=method, target=settings.target, options=options,
+            progress=progress, text_pairs=pairs,
         )  # fmt: skip
-        _warn_completeness(explanations, args.steps)
+        _warn_completeness(explanations, settings.steps)
         truncated = sum(e.truncated for e in explanations)
         if truncated:
             out_console.print(
                 f"{truncated} text(s) were longer than the model's max length of "
                 f"{model.max_length} tokens and were truncated (their last words are not explained)"
             )
-    if args.global_:
+    if settings.global_importance:
         assert explanations is not None
         importance = aggregate_importance(
-            explanations, labels=model.labels, top_k=args.top_k, min_count=args.min_count
+            explanations, labels=model.labels, top_k=settings.top_k, min_count=settings.min_count
         )
-    if args.evaluate:
+    if settings.evaluate:
         faithfulness = evaluate_faithfulness(
-            model, texts, methods=[args.method] if args.method else None, sample=args.sample,
-            seed=args.seed, options=options, progress=progress,
+            model, texts, methods=[settings.method] if settings.method else None,
+            sample=settings.sample, seed=settings.seed, options=options, progress=progress,
+            text_pairs=pairs,
         )  # fmt: skip
     if args.output:
         assert explanations is not None
         _write_batch(Path(args.output), explanations, truths, importance, faithfulness, method)
     if importance is not None or faithfulness is not None:
         examples = None
-        if explanations is not None and args.target is None:
+        if explanations is not None and settings.target is None:
             examples = pick_examples(explanations, truths)
         path = record_explanations(
             Path(args.run), data=info, importance=importance, examples=examples,
             faithfulness=faithfulness,
         )  # fmt: skip
-        _show_results(args, importance, faithfulness)
-        if args.format != "json":
+        explained = "score" if model.explains == "output" else "probability"
+        _show_results(settings, importance, faithfulness, explained=explained)
+        if settings.format != "json":
             out_console.print(
                 f"saved into {path}, the manifest and {Path(args.run) / 'report.html'}"
             )
@@ -410,8 +341,10 @@ def _write_batch(
     out_console.print(f"wrote {len(explanations)} explanations to {output} and {page}")
 
 
-def _show_results(args: argparse.Namespace, importance: Any, faithfulness: Any) -> None:
-    if args.format == "json":
+def _show_results(
+    settings: ExplainSettings, importance: Any, faithfulness: Any, *, explained: str
+) -> None:
+    if settings.format == "json":
         result = {}
         if importance is not None:
             result["global"] = importance.to_dict()
@@ -438,7 +371,7 @@ def _show_results(args: argparse.Namespace, importance: Any, faithfulness: Any) 
         # Short headers, explained in the caption, so the table fits 80 columns uncut.
         table = Table(
             title=f"faithfulness on {faithfulness.texts} texts (AOPC over top 1-50% words)",
-            caption="compr.: comprehensiveness, the probability lost when a method's top words "
+            caption=f"compr.: comprehensiveness, the {explained} lost when a method's top words "
             "are deleted (higher is better); suff.: sufficiency, lost when only they are kept "
             "(lower is better); × random: compr. over that of random rankings",
             caption_justify="left",

@@ -177,8 +177,8 @@ def _check_pair_arguments(model: LoadedRun, args: argparse.Namespace) -> None:
     """A pair run needs the second texts; a single-text run refuses them."""
     if model.pairs and args.text and not args.text_pair:
         raise ConfigError(
-            f"{args.run} was trained on text pairs ({shown(str(model.manifest.get('text_column')))}"
-            f" and {shown(str(model.manifest.get('text_pair_column')))}); give the second text "
+            f"{args.run} was trained on text pairs ({shown(str(model.manifest.text_column))}"
+            f" and {shown(str(model.manifest.text_pair_column))}); give the second text "
             "of each --text with --text-pair TEXT"
         )
     if not model.pairs:

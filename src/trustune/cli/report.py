@@ -23,7 +23,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trustune.artifact import read_manifest, read_metrics
+    from trustune.artifact import read_metrics
+    from trustune.manifest import read_manifest
     from trustune.report import write_report
 
     run_dir = Path(args.run)

@@ -8,6 +8,7 @@ import socket
 from typing import Any
 
 from trustune.cli.common import add_run_argument
+from trustune.cli.flags import add_settings_flags, settings_values
 from trustune.cli.key_options import (
     add_key_arguments,
     add_public_key_argument,
@@ -15,6 +16,7 @@ from trustune.cli.key_options import (
     public_key_from_args,
 )
 from trustune.errors import ConfigError
+from trustune.serve.settings import ServeSettings
 
 __all__ = ["add_parser"]
 
@@ -28,78 +30,15 @@ def add_parser(sub: Any) -> None:
         "route needs `Authorization: Bearer KEY` (keys from `trustune keys create`).",
     )
     add_run_argument(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument(
-        "--db", metavar="URL",
-        help="keys and audit log: sqlite:///FILE or postgresql://...; default: $TRUSTUNE_DB, else "
-        "./trustune.db",
-    )  # fmt: skip
+    add_settings_flags(p, ServeSettings)
     add_key_arguments(p, purpose="to open an encrypted run")
     add_public_key_argument(p, required=False)
-    p.add_argument(
-        "--workers", type=int, default=1, metavar="N",
-        help="server processes, each with its own copy of the model (default 1)",
-    )  # fmt: skip
-    p.add_argument(
-        "--max-batch", type=int, default=32, metavar="N",
-        help="texts per batched forward pass (default 32)",
-    )  # fmt: skip
-    p.add_argument(
-        "--max-wait-ms", type=float, default=5.0, metavar="MS",
-        help="how long a batch waits for requests already on their way (default 5)",
-    )  # fmt: skip
-    p.add_argument(
-        "--max-body", type=int, default=1024 * 1024, metavar="BYTES",
-        help="request body limit in bytes, 413 above (default 1 MiB)",
-    )  # fmt: skip
-    p.add_argument(
-        "--max-texts", type=int, default=10_000, metavar="N",
-        help="texts per predict request, 422 above (default 10000)",
-    )  # fmt: skip
-    p.add_argument(
-        "--max-chars", type=int, default=10_000, metavar="N",
-        help="characters per text, 422 above (default 10000)",
-    )  # fmt: skip
-    p.add_argument(
-        "--max-explain-texts", type=int, default=16, metavar="N",
-        help="texts per explain request, 422 above (default 16)",
-    )  # fmt: skip
-    p.add_argument(
-        "--max-concurrency", type=int, default=256, metavar="N",
-        help="requests in flight at once, 503 above (default 256)",
-    )  # fmt: skip
-    p.add_argument(
-        "--threads", type=int, metavar="N",
-        help="CPU threads of each forward pass (default: torch's, one per core); on a machine "
-        "shared with other busy processes 1 is often faster",
-    )  # fmt: skip
-    p.add_argument(
-        "--graceful-timeout", type=float, default=30.0, metavar="S",
-        help="on SIGTERM, how long requests in flight may take to finish (default 30)",
-    )  # fmt: skip
-    p.add_argument(
-        "--log-texts", action="store_true",
-        help="keep the raw texts of requests in the audit log (off by default: never stored)",
-    )  # fmt: skip
-    p.add_argument(
-        "--no-auth", action="store_true",
-        help="no API keys (only allowed with a loopback --host such as 127.0.0.1)",
-    )  # fmt: skip
     p.set_defaults(handler=run)
 
 
-def settings_from_args(args: argparse.Namespace) -> Any:
-    from trustune.serve.settings import ServeSettings
-
-    return ServeSettings(
-        host=args.host, port=args.port, db_url=args.db, auth=not args.no_auth,
-        workers=args.workers, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-        max_body_bytes=args.max_body, max_texts=args.max_texts, max_chars=args.max_chars,
-        max_explain_texts=args.max_explain_texts, max_concurrency=args.max_concurrency,
-        log_texts=args.log_texts, graceful_timeout_s=args.graceful_timeout,
-        threads=args.threads,
-    )  # fmt: skip
+def settings_from_args(args: argparse.Namespace) -> ServeSettings:
+    """The server's settings from its flags (generated from ``ServeSettings``'s fields)."""
+    return ServeSettings(**settings_values(args, ServeSettings))
 
 
 def check_address_free(host: str, port: int) -> None:
@@ -156,9 +95,9 @@ def run(args: argparse.Namespace) -> int:
                 "--workers > 1 cannot ask a passphrase in each worker: use --key-file KEY or set "
                 "$TRUSTUNE_PASSPHRASE"
             )
-        from trustune.artifact import read_manifest
+        from trustune.manifest import read_manifest
 
-        read_manifest(__import__("pathlib").Path(args.run))  # a clear error before forking
+        read_manifest(args.run)  # a clear error before forking
         err_console.print(f"serving {args.run} on {where} with {settings.workers} workers")
         serve_workers(args.run, settings=settings, key_file=args.key_file, public_key=public_key)
         return 0

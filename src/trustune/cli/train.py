@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import enum
 from pathlib import Path
 from typing import Any
 
 from trustune.cli.common import check_output_path, cut_notice
+from trustune.cli.flags import flag_arguments
 from trustune.cli.render import BarProgress, err_console, metrics_table, out_console
 from trustune.config import DEFAULT_MAX_CHARS, RunConfig, config_flags, load_config
 from trustune.errors import ConfigError
@@ -90,26 +90,10 @@ def add_parser(sub: Any) -> None:
         "--no-speed", action="store_true", help="skip latency/throughput measurement"
     )
     for flag, section, f in config_flags():
-        default = f.default
-        shown = default.value if isinstance(default, enum.Enum) else default
-        help_text = f.metadata["help"] + (f" (default: {shown})" if shown is not None else "")
-        kwargs: dict[str, Any] = {
-            "dest": f"{section}.{f.name}",
-            "default": argparse.SUPPRESS,
-            "help": help_text,
-        }
-        if isinstance(default, bool):
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif isinstance(default, enum.Enum):
-            kwargs["choices"] = [m.value for m in type(default)]
-        elif isinstance(default, int | float):
-            kwargs["type"] = type(default)
-            kwargs["metavar"] = "N" if isinstance(default, int) else "X"
-        elif "type" in f.metadata:  # optional numbers (default None), e.g. --dp-epsilon
-            kwargs["type"] = f.metadata["type"]
-            kwargs["metavar"] = "X"
-        else:
-            kwargs["metavar"] = f.name.split("_")[-1].upper()
+        # not given: no attribute, so that the --config file's value stays
+        kwargs = flag_arguments(
+            f, flag=flag, dest=f"{section}.{f.name}", negatable=True, suppress_default=True
+        )
         groups[section].add_argument(flag, **kwargs)
     p.set_defaults(handler=run)
 
@@ -143,11 +127,10 @@ def run(args: argparse.Namespace) -> int:
     )
     progress.message("writing the run folder and report")
     classifier = write_trained_run(output, trained, measure_latency=not args.no_speed)
-    training = classifier.manifest["training"]
-    data = classifier.manifest.get("data") or {}
-    cut = sum(int((data.get(part) or {}).get("chars_cut") or 0) for part in ("train", "validation"))
+    training = classifier.manifest.training
+    cut = sum(part.chars_cut or 0 for _, part in classifier.manifest.data.splits())
     if cut:
-        max_chars = classifier.manifest["config"]["data"].get("max_chars", DEFAULT_MAX_CHARS)
+        max_chars = classifier.manifest.setting("data", "max_chars", DEFAULT_MAX_CHARS)
         err_console.print(cut_notice(cut, max_chars))
     from trustune.artifact import read_metrics
     from trustune.evaluate.learning import check_learning
@@ -163,15 +146,15 @@ def run(args: argparse.Namespace) -> int:
     for warning in learning.warnings:
         err_console.print(f"warning: {warning}")
     err_console.print(
-        f"trained {training['steps']} steps in {training['wall_time_s']:.0f} s "
-        f"({training['train_samples_per_s']:.0f} samples/s, {training['precision']}); "
-        f"best step {training['best_step']}{' (stopped early)' if training['stopped_early'] else ''}"
+        f"trained {training.steps} steps in {training.wall_time_s or 0:.0f} s "
+        f"({training.train_samples_per_s or 0:.0f} samples/s, {training.precision}); "
+        f"best step {training.best_step}{' (stopped early)' if training.stopped_early else ''}"
     )
-    privacy = classifier.manifest.get("privacy") or {}
-    if privacy.get("dp"):
+    privacy = classifier.manifest.privacy
+    if privacy is not None and privacy.dp:
         err_console.print(
-            f"privacy spent: ε = {privacy['epsilon']:.2f} (target {privacy['target_epsilon']:g}), "
-            f"δ = {privacy['delta']:.2g}, {privacy['accountant']} accountant"
+            f"privacy spent: ε = {privacy.epsilon:.2f} (target {privacy.target_epsilon:g}), "
+            f"δ = {privacy.delta:.2g}, {privacy.accountant} accountant"
         )
     from trustune.cli.prune import format_size
     from trustune.train.checkpoint import folder_size

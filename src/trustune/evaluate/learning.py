@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from trustune.manifest import DataPart, Manifest
 from trustune.values import finite
-from trustune.values import mapping as as_mapping
 
 __all__ = ["LearningCheck", "check_learning", "majority_baseline"]
 
@@ -48,10 +48,10 @@ def majority_baseline(class_counts: Mapping[str, Any]) -> float | None:
     return max(counts) / total if total else None
 
 
-def check_learning(manifest: Mapping[str, Any], validation: Mapping[str, Any]) -> LearningCheck:
+def check_learning(manifest: Manifest, validation: Mapping[str, Any]) -> LearningCheck:
     """Compare the validation accuracy with the baseline; look at the loss and the validation size."""
-    split = as_mapping(as_mapping(manifest.get("data")).get("validation"))
-    class_counts = as_mapping(split.get("class_counts"))
+    split = manifest.data.validation or DataPart()
+    class_counts = split.class_counts
     counts = _class_counts(class_counts)
     baseline = majority_baseline(class_counts)
     accuracy = finite(validation.get("accuracy"))
@@ -68,17 +68,15 @@ def check_learning(manifest: Mapping[str, Any], validation: Mapping[str, Any]) -
             f"the model did not learn: validation R² {r2:.3f} is at the baseline of always "
             "predicting the mean score (R² 0); try more epochs, another --lr, or more rows"
         )
-    rows = finite(split.get("rows"))
+    rows = finite(split.rows)
     if not counts and rows is not None and rows < MIN_VALIDATION_ROWS:
         warnings.append(
             f"the validation set is too small to select a checkpoint on ({rows:.0f} rows); pass "
             "a larger --validation file or a larger --validation-fraction"
         )
-    history = as_mapping(manifest.get("training")).get("history")
-    entries = history if isinstance(history, list) else []
     losses = [
         loss
-        for loss in (finite(as_mapping(e).get("train_loss")) for e in entries)
+        for loss in (finite(e.get("train_loss")) for e in manifest.training.history)
         if loss is not None
     ]
     if len(losses) >= 2 and losses[0] > 0 and losses[-1] > (1 - MIN_LOSS_DROP) * losses[0]:

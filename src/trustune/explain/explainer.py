@@ -12,13 +12,11 @@ from trustune.errors import ConfigError
 from trustune.explain.batch import TokenBatch
 from trustune.explain.explanation import Explanation
 from trustune.explain.model import ExplainableModel
-from trustune.explain.registry import ExplainOptions, get_explainer
+from trustune.explain.registry import DEFAULT_METHOD, ExplainOptions, get_explainer
 from trustune.explain.words import TokenizedText, tokenize_words
 from trustune.progress import Progress
 
 __all__ = ["DEFAULT_METHOD", "explain_texts", "iter_explanations"]
-
-DEFAULT_METHOD = "integrated-gradients"
 
 
 def iter_explanations(

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from trustune.errors import ConfigError
+from trustune.errors import ConfigError, DataError
 from trustune.explain.explainer import explain_texts
 from trustune.explain.explanation import Explanation
 from trustune.explain.model import ExplainableModel
@@ -174,19 +174,24 @@ def evaluate_faithfulness(
     seed: int = 0,
     options: ExplainOptions | None = None,
     progress: Progress | None = None,
+    text_pairs: Sequence[str] | None = None,
 ) -> FaithfulnessReport:
     """Faithfulness of each method (default: all that fit the model) and of random rankings.
 
     Explains the predicted label of a random ``sample`` of the texts (all when None or when
     there are fewer). The random baseline averages ``random_repeats`` random rankings per text.
+    ``text_pairs``: the second text of each input, for a model trained on text pairs; the
+    rationale is ranked over the words of both texts, and deleting or keeping it edits both.
     ``progress`` gets a "faithfulness" task of one step per method explained, per method scored
     and per random ranking scored, and each method's own "explain (NAME)" task, text by text.
     """
     texts = check_texts(texts)
+    pairs = None if text_pairs is None else _check_pairs(texts, text_pairs)
     rng = np.random.default_rng(seed)
     if sample is not None and len(texts) > sample:
         picked = sorted(rng.choice(len(texts), size=sample, replace=False).tolist())
         texts = [texts[i] for i in picked]
+        pairs = None if pairs is None else [pairs[i] for i in picked]
     names = list(methods) if methods else methods_for(model)
     for name in names:
         get_explainer(name).check_model(model)
@@ -203,7 +208,7 @@ def evaluate_faithfulness(
         for name in names:
             start = time.perf_counter()
             explained[name] = explain_texts(
-                model, texts, method=name, options=options, progress=progress
+                model, texts, method=name, options=options, progress=progress, text_pairs=pairs
             )
             seconds[name] = (time.perf_counter() - start) / len(texts)
             if progress:
@@ -211,6 +216,7 @@ def evaluate_faithfulness(
         return _score(
             model, texts, explained, seconds_per_text=seconds, random_repeats=random_repeats,
             seed=int(rng.integers(2**31)), step=(lambda: progress.advance(task)) if progress else None,
+            text_pairs=pairs,
         )  # fmt: skip
     finally:
         if progress:
@@ -226,9 +232,11 @@ def score_explanations(
     random_repeats: int = 5,
     seed: int = 0,
     progress: Progress | None = None,
+    text_pairs: Sequence[str] | None = None,
 ) -> FaithfulnessReport:
     """Faithfulness of explanations already computed (``explained[method][i]`` explains
-    ``texts[i]``'s predicted label), and of ``random_repeats`` random rankings of the same words.
+    ``texts[i]``'s predicted label, with ``text_pairs[i]`` for a model trained on text pairs),
+    and of ``random_repeats`` random rankings of the same words.
 
     ``progress`` gets a "faithfulness" task of one step per method and per random ranking.
     """
@@ -239,7 +247,7 @@ def score_explanations(
         return _score(
             model, texts, explained, seconds_per_text=seconds_per_text,
             random_repeats=random_repeats, seed=seed,
-            step=(lambda: progress.advance(task)) if progress else None,
+            step=(lambda: progress.advance(task)) if progress else None, text_pairs=text_pairs,
         )  # fmt: skip
     finally:
         if progress:
@@ -255,11 +263,16 @@ def _score(
     random_repeats: int,
     seed: int,
     step: Callable[[], None] | None,
+    text_pairs: Sequence[str] | None = None,
 ) -> FaithfulnessReport:
     """Score each method's rankings and the random ones; ``step`` is called after each."""
     texts = check_texts(texts)
-    tokenized = tokenize_words(model.tokenizer, texts, max_length=model.max_length)
-    targets = model.predict_ids([t.input_ids for t in tokenized]).argmax(axis=1).tolist()
+    pairs = None if text_pairs is None else _check_pairs(texts, text_pairs)
+    tokenized = tokenize_words(model.tokenizer, texts, max_length=model.max_length, pairs=pairs)
+    predicted = model.predict_ids(
+        [t.input_ids for t in tokenized], token_types=[t.token_type_ids for t in tokenized]
+    )
+    targets = predicted.argmax(axis=1).tolist()
     results = []
     for name, explanations in explained.items():
         if len(explanations) != len(texts):
@@ -282,6 +295,14 @@ def _score(
             step()
     results.append(_mean(random_runs))
     return FaithfulnessReport(texts=len(texts), bins=BINS, methods=tuple(results))
+
+
+def _check_pairs(texts: Sequence[str], pairs: Sequence[str]) -> list[str]:
+    """The second texts, one per text."""
+    out = check_texts(pairs, "second text")
+    if len(out) != len(texts):
+        raise DataError(f"{len(texts)} texts but {len(out)} second texts; give one of each")
+    return out
 
 
 def _mean(runs: Sequence[MethodFaithfulness]) -> MethodFaithfulness:

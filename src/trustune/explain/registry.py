@@ -1,18 +1,28 @@
-"""Attribution methods by name: ``@register_explainer`` adds one, :func:`get_explainer` finds it."""
+"""Attribution methods by name: ``@register_explainer`` adds one, :func:`get_explainer` finds it.
+
+The registry itself imports neither torch nor Captum: the built-in methods are registered by
+the path of their function (:func:`register_explainer_path`) and their modules imported on
+first use, so listing the methods (``trustune explain --help``) stays instant.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import numpy as np
+from typing import TYPE_CHECKING, cast
 
 from trustune.config import Precision
 from trustune.errors import ConfigError, ModelError
-from trustune.explain.batch import TokenBatch
-from trustune.explain.model import ExplainableModel
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from trustune.explain.batch import TokenBatch
+    from trustune.explain.model import ExplainableModel
 
 __all__ = [
+    "DEFAULT_METHOD",
     "AttributionFn",
     "ExplainOptions",
     "Explainer",
@@ -21,7 +31,10 @@ __all__ = [
     "known_methods",
     "methods_for",
     "register_explainer",
+    "register_explainer_path",
 ]
+
+DEFAULT_METHOD = "integrated-gradients"
 
 
 @dataclass(frozen=True)
@@ -56,7 +69,7 @@ class MethodResult:
     deltas: list[float] | None = None
 
 
-AttributionFn = Callable[[ExplainableModel, TokenBatch, ExplainOptions], MethodResult]
+AttributionFn = Callable[["ExplainableModel", "TokenBatch", ExplainOptions], MethodResult]
 
 
 @dataclass(frozen=True)
@@ -64,11 +77,20 @@ class Explainer:
     """A registered attribution method."""
 
     name: str
-    attribute: AttributionFn = field(repr=False)
+    # the function, or where it is ("package.module:function"), imported on first use
+    source: AttributionFn | str = field(repr=False)
     summary: str
     needs_gradients: bool
     signed: bool = True
     batched: bool = True  # False: one text per call
+
+    @property
+    def attribute(self) -> AttributionFn:
+        """The attribution function (its module imported now if it was registered by path)."""
+        if not isinstance(self.source, str):
+            return self.source
+        module, _, name = self.source.partition(":")
+        return cast("AttributionFn", getattr(importlib.import_module(module), name))
 
     def check_model(self, model: ExplainableModel) -> None:
         """Refuse a model this method cannot explain, naming the methods that can."""
@@ -92,18 +114,40 @@ def register_explainer(
     """Register an attribution function under ``name``; a duplicate name is an error."""
 
     def decorator(fn: AttributionFn) -> AttributionFn:
-        if name in _EXPLAINERS:
-            raise ConfigError(
-                f"an explanation method named {name!r} is already registered; "
-                f"the methods are {known_methods()}"
+        _add(
+            Explainer(
+                name=name, source=fn, summary=summary, needs_gradients=needs_gradients,
+                signed=signed, batched=batched,
             )
-        _EXPLAINERS[name] = Explainer(
-            name=name, attribute=fn, summary=summary, needs_gradients=needs_gradients,
-            signed=signed, batched=batched,
         )  # fmt: skip
         return fn
 
     return decorator
+
+
+def register_explainer_path(
+    name: str, path: str, *, summary: str, needs_gradients: bool, signed: bool = True,
+    batched: bool = True,
+) -> None:  # fmt: skip
+    """Register the attribution function at ``path`` ("package.module:function") under
+    ``name`` without importing it: its module is imported when the method is first used."""
+    if ":" not in path:
+        raise ValueError(f"{path!r} is not a function path; write package.module:function")
+    _add(
+        Explainer(
+            name=name, source=path, summary=summary, needs_gradients=needs_gradients,
+            signed=signed, batched=batched,
+        )
+    )  # fmt: skip
+
+
+def _add(explainer: Explainer) -> None:
+    if explainer.name in _EXPLAINERS:
+        raise ConfigError(
+            f"an explanation method named {explainer.name!r} is already registered; "
+            f"the methods are {known_methods()}"
+        )
+    _EXPLAINERS[explainer.name] = explainer
 
 
 def known_methods() -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -9,11 +10,12 @@ from typing import Any
 
 from markupsafe import Markup
 
-from trustune.artifact import atomic_write_json, read_manifest, read_metrics, utc_now
+from trustune.artifact import atomic_write_json, read_metrics, utc_now
 from trustune.errors import ArtifactError
 from trustune.explain.explanation import Explanation
 from trustune.explain.faithfulness import FaithfulnessReport
 from trustune.explain.global_importance import GlobalImportance
+from trustune.manifest import read_manifest
 
 __all__ = [
     "EXPLANATIONS",
@@ -75,7 +77,7 @@ def record_explanations(
     manifest = read_manifest(run_dir)
     store = read_explanations(run_dir)
     source = dict(data or {})
-    store["model_sha256"] = manifest.get("files", {}).get("model/model.safetensors")
+    store["model_sha256"] = manifest.files.get("model/model.safetensors")
     if importance is not None:
         store["global"] = {**importance.to_dict(), "data": source, "created": utc_now()}
     if examples is not None:
@@ -84,8 +86,10 @@ def record_explanations(
         store["faithfulness"] = {**faithfulness.to_dict(), "data": source, "created": utc_now()}
     path = run_dir / EXPLANATIONS
     atomic_write_json(path, store)
-    manifest["explanations"] = _summary(store)
-    save_records(run_dir, manifest, read_metrics(run_dir))
+    summary = _summary(store)
+    save_records(
+        run_dir, dataclasses.replace(manifest, explanations=summary), read_metrics(run_dir)
+    )
     return path
 
 

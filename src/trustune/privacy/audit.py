@@ -18,6 +18,7 @@ there is none. A DP guarantee bounds every attack: TPR <= e^ε * FPR + δ.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trustune.errors import DataError, TrustuneError
+from trustune.manifest import DataPart, Manifest, PrivacyRecord
 
 if TYPE_CHECKING:
     from trustune.loaded import LoadedRun
@@ -59,8 +61,9 @@ _ROC_POINTS = 200
 STABLE_ABOVE_THRESHOLD = 10
 
 ProbaFn = Callable[[Sequence[str]], np.ndarray]
-# the loss of every example, from texts and their targets (as the task encodes them)
-LossFn = Callable[[Sequence[str], Sequence[Any]], np.ndarray]
+# the loss of every example, from texts and their targets (as the task encodes them), and the
+# second texts for a run trained on text pairs: (texts, targets) or (texts, targets, pairs)
+LossFn = Callable[..., np.ndarray]
 
 
 def per_example_loss(
@@ -101,6 +104,16 @@ class AuditData:
     reference_loss: LossFn | None = None
     neighbour_count: int = 8
     seed: int = 0
+    pairs: list[str] | None = None  # the second texts, for a run trained on text pairs
+
+    def losses(
+        self, texts: Sequence[str], labels: Sequence[Any], pairs: Sequence[str] | None, *,
+        reference: bool = False,
+    ) -> np.ndarray:  # fmt: skip
+        """The target model's (or the reference model's) loss of each example."""
+        fn = self.reference_loss if reference else self.loss
+        assert fn is not None
+        return fn(texts, labels) if pairs is None else fn(texts, labels, pairs)
 
 
 AttackFn = Callable[[AuditData], np.ndarray]
@@ -121,26 +134,32 @@ def register_attack(name: str, description: str) -> Callable[[AttackFn], AttackF
 
 @register_attack("loss", "loss threshold (Yeom et al. 2018)")
 def _loss_attack(data: AuditData) -> np.ndarray:
-    return -data.loss(data.texts, data.labels)
+    return -data.losses(data.texts, data.labels, data.pairs)
 
 
 @register_attack("neighbourhood", "loss calibrated by perturbed neighbours (Mattern et al. 2023)")
 def _neighbourhood_attack(data: AuditData) -> np.ndarray:
-    own = data.loss(data.texts, data.labels)
+    own = data.losses(data.texts, data.labels, data.pairs)
     k = data.neighbour_count
     texts = [
         n for i, t in enumerate(data.texts) for n in neighbours(t, count=k, seed=data.seed + i)
     ]
+    pairs = None  # a pair's neighbours perturb both of its texts (with seeds of their own)
+    if data.pairs is not None:
+        first = data.seed + len(data.texts)
+        pairs = [
+            n for i, t in enumerate(data.pairs) for n in neighbours(t, count=k, seed=first + i)
+        ]
     labels = [y for y in data.labels for _ in range(k)]
-    around = data.loss(texts, labels).reshape(len(data.texts), k)
+    around = data.losses(texts, labels, pairs).reshape(len(data.texts), k)
     return np.asarray(around.mean(axis=1) - own)
 
 
 @register_attack("reference", "loss calibrated by a reference model (Watson et al. 2022)")
 def _reference_attack(data: AuditData) -> np.ndarray:
     assert data.reference_loss is not None
-    target = data.loss(data.texts, data.labels)
-    reference = data.reference_loss(data.texts, data.labels)
+    target = data.losses(data.texts, data.labels, data.pairs)
+    reference = data.losses(data.texts, data.labels, data.pairs, reference=True)
     return np.asarray(reference - target)
 
 
@@ -269,17 +288,17 @@ def unstable_rates(non_members: int) -> dict[str, str]:
     return out
 
 
-def _file_part(path: Path, manifest: dict[str, Any]) -> str:
+def _file_part(path: Path, manifest: Manifest) -> str:
     """What ``path`` is to the run: its whole training file ("train"), a training file the run
     split ("split"), its separate validation file ("validation"), or another file ("other")."""
     from trustune.data import file_sha256
 
-    data = manifest.get("data") or {}
-    train, validation = data.get("train") or {}, data.get("validation") or {}
+    train = manifest.data.train or DataPart()
+    validation = manifest.data.validation or DataPart()
     sha = file_sha256(path)
-    if sha == train.get("sha256"):
-        return "split" if validation.get("split_from_train") else "train"
-    if sha == validation.get("sha256"):
+    if sha == train.sha256:
+        return "split" if validation.split_from_train else "train"
+    if sha == validation.sha256:
         return "validation"
     return "other"
 
@@ -288,18 +307,17 @@ def _run_split(path: Path, classifier: Any) -> Any:
     """The run's own train/validation split of its training file, redone as training did it."""
     from trustune.data import load_training_data
 
-    manifest = classifier.manifest
-    config = manifest.get("config") or {}
-    data_config, train_config = config.get("data") or {}, config.get("train") or {}
+    manifest: Manifest = classifier.manifest
     split = load_training_data(
-        path, text_column=manifest.get("text_column"), label_column=manifest.get("label_column"),
-        validation_fraction=float(data_config.get("validation_fraction", 0.1)),
-        skip_bad_rows=bool(data_config.get("skip_bad_rows", False)),
-        seed=int(train_config.get("seed", 42)), stratified=classifier.task.stratified,
+        path, text_column=manifest.text_column, label_column=manifest.label_column,
+        pair_column=manifest.text_pair_column,
+        validation_fraction=float(manifest.setting("data", "validation_fraction", 0.1)),
+        skip_bad_rows=bool(manifest.setting("data", "skip_bad_rows", False)),
+        seed=int(manifest.setting("train", "seed", 42)), stratified=classifier.task.stratified,
     )  # fmt: skip
-    recorded = manifest["data"]
+    recorded = manifest.data
     got = (split.train.info["rows"], split.validation.info["rows"])
-    want = (recorded["train"].get("rows"), recorded["validation"].get("rows"))
+    want = tuple(part.rows if part else None for part in (recorded.train, recorded.validation))
     if got != want:
         raise DataError(
             f"{path} is the run's training file, but splitting it as the run did gave "
@@ -311,8 +329,9 @@ def _run_split(path: Path, classifier: Any) -> Any:
 
 def _read_rows(
     path: str | Path, classifier: Any, limit: int, seed: int, *, members: bool
-) -> tuple[list[str], list[int], dict[str, Any], list[str]]:
-    """Texts, labels, what the audit records about them, and notes on rows excluded.
+) -> tuple[list[str], list[str] | None, list[Any], dict[str, Any], list[str]]:
+    """Texts, second texts (a run trained on pairs), targets, what the audit records about
+    them, and notes on rows excluded.
 
     The run's own training file, when the run split it, gives only the rows trained on as
     members and only the held-out rows as non-members.
@@ -336,7 +355,7 @@ def _read_rows(
     if part == "split":
         split = _run_split(p, classifier)
         kept, left = (split.train, split.validation) if members else (split.validation, split.train)
-        texts, raw_labels = kept.texts, kept.raw_labels
+        texts, pairs, raw_labels = kept.texts, kept.pairs, kept.raw_labels
         rows = len(split.train) + len(split.validation)
         what = "trained on" if members else "held out for validation (never trained on)"
         other = "held out for validation" if members else "trained on"
@@ -352,10 +371,11 @@ def _read_rows(
         }  # fmt: skip
     else:
         labeled, _ = read_labeled(
-            p, text_column=classifier.manifest.get("text_column"),
-            label_column=classifier.manifest.get("label_column"),
+            p, text_column=classifier.manifest.text_column,
+            label_column=classifier.manifest.label_column,
+            pair_column=classifier.manifest.text_pair_column, pairs=classifier.pairs,
         )  # fmt: skip
-        texts, raw_labels = labeled.texts, labeled.raw_labels
+        texts, pairs, raw_labels = labeled.texts, labeled.pairs, labeled.raw_labels
         info = {k: labeled.info[k] for k in ("path", "sha256", "rows")}
         info["part"] = "the whole file"
         info["excluded_rows"] = 0
@@ -368,14 +388,14 @@ def _read_rows(
     if len(order) > limit:
         order = sorted(random.Random(seed).sample(order, limit))
     info["used"] = len(order)
-    return [texts[i] for i in order], [labels[i] for i in order], info, notes
+    kept_pairs = None if pairs is None else [pairs[i] for i in order]
+    return [texts[i] for i in order], kept_pairs, [labels[i] for i in order], info, notes
 
 
-def reading(results: Sequence[AttackResult], privacy: dict[str, Any] | None) -> str:
+def reading(results: Sequence[AttackResult], privacy: PrivacyRecord | None) -> str:
     """A plain-language reading of the audit for the report."""
     strongest = max(results, key=lambda r: r.auc)
     lo, hi = strongest.auc_ci
-    dp = privacy or {}
     parts = []
     if lo <= 0.5 <= hi or hi < 0.55:
         parts.append(
@@ -390,8 +410,8 @@ def reading(results: Sequence[AttackResult], privacy: dict[str, Any] | None) -> 
             f"positives it finds {100 * strongest.tpr_at_fpr['0.01']:.1f}% of the training rows. "
             "The model has memorised something about individual training rows."
         )
-    if dp.get("dp"):
-        eps, delta = float(dp["epsilon"]), float(dp["delta"])
+    if privacy is not None and privacy.dp:
+        eps, delta = float(privacy.epsilon or 0), float(privacy.delta or 0)
         bound = min(1.0, math.exp(eps) * 0.01 + delta)
         parts.append(
             f"The model was trained with differential privacy (ε = {eps:.2f}, δ = {delta:.2g}): "
@@ -421,21 +441,22 @@ def audit_privacy(
     section in its folder. The signal is the task's per-example loss, so every task is audited
     alike; ``reference`` is a loaded run of the same task trained on other data."""
     run = classifier.run_dir
-    if classifier.pairs:
-        raise DataError(
-            f"{run} was trained on text pairs; the membership audit of pair runs is not "
-            "supported yet"
-        )
-    m_texts, m_labels, m_info, m_notes = _read_rows(members, classifier, limit, seed, members=True)
-    n_texts, n_labels, n_info, n_notes = _read_rows(
+    m_texts, m_pairs, m_labels, m_info, m_notes = _read_rows(
+        members, classifier, limit, seed, members=True
+    )
+    n_texts, n_pairs, n_labels, n_info, n_notes = _read_rows(
         non_members, classifier, limit, seed + 1, members=False
     )
     if min(len(m_texts), len(n_texts)) < 10:
         raise DataError("the audit needs at least 10 members and 10 non-members")
-    overlap = set(m_texts) & set(n_texts)
+    # a text pair is one example: the same first text with another second text is another one
+    overlap = set(zip(m_texts, m_pairs or m_texts, strict=True)) & set(
+        zip(n_texts, n_pairs or n_texts, strict=True)
+    )
     if overlap:
+        what = "text pair(s)" if classifier.pairs else "text(s)"
         raise DataError(
-            f"{len(overlap)} text(s) appear in both --members and --non-members; the sets must "
+            f"{len(overlap)} {what} appear in both --members and --non-members; the sets must "
             "be disjoint"
         )
     reference_loss = None
@@ -445,9 +466,11 @@ def audit_privacy(
             reference_model.task.manifest_section().get("labels")
             != classifier.task.manifest_section().get("labels")
             or reference_model.task.name != classifier.task.name
+            or reference_model.pairs != classifier.pairs
         ):
             raise DataError(
-                f"the reference run {reference.run_dir} has another task or other labels than {run}"
+                f"the reference run {reference.run_dir} has another task, other labels or other "
+                f"inputs (single texts, text pairs) than {run}"
             )
         reference_loss = reference_model.per_example_loss
     data = AuditData(
@@ -455,10 +478,11 @@ def audit_privacy(
         is_member=np.array([True] * len(m_texts) + [False] * len(n_texts)),
         loss=classifier.per_example_loss,
         reference_loss=reference_loss, neighbour_count=neighbour_count, seed=seed,
+        pairs=None if m_pairs is None or n_pairs is None else m_pairs + n_pairs,
     )  # fmt: skip
     results = run_attacks(data, bootstrap=bootstrap)
     unstable = unstable_rates(len(n_texts))
-    privacy = classifier.manifest.get("privacy")
+    privacy = classifier.manifest.privacy
     strongest = max(results, key=lambda r: r.auc)
     audit = {
         "members": m_info, "non_members": n_info,
@@ -481,7 +505,8 @@ def audit_privacy(
 
 
 def _save(run_dir: Path, audit: dict[str, Any]) -> None:
-    from trustune.artifact import atomic_write_json, read_manifest, read_metrics
+    from trustune.artifact import atomic_write_json, read_metrics
+    from trustune.manifest import read_manifest
     from trustune.records import save_records
 
     atomic_write_json(run_dir / AUDIT_FILE, audit)
@@ -490,10 +515,9 @@ def _save(run_dir: Path, audit: dict[str, Any]) -> None:
         k: audit[k]
         for k in ("auc", "auc_ci", "strongest_attack", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")
     }
-    manifest.setdefault("privacy", {"dp": False})["audit"] = {
-        **summary, "members": audit["members"], "non_members": audit["non_members"],
-    }  # fmt: skip
-    save_records(run_dir, manifest, read_metrics(run_dir))
+    recorded = {**summary, "members": audit["members"], "non_members": audit["non_members"]}
+    privacy = dataclasses.replace(manifest.privacy or PrivacyRecord(dp=False), audit=recorded)
+    save_records(run_dir, dataclasses.replace(manifest, privacy=privacy), read_metrics(run_dir))
 
 
 def read_audit(run_dir: Path) -> dict[str, Any] | None:

@@ -1,8 +1,9 @@
 """DP-SGD inside trustune's training loop, built on Opacus.
 
-The loop asks a :class:`PrivateTraining` for its data order (Poisson sampling), hands it each
-sampled batch (``step``: per-example clipping, calibrated Gaussian noise, the optimizer step)
-and stores its JSON state in checkpoints. The parts come from Opacus: the Poisson sampler,
+The loop's DP step (:class:`~trustune.privacy.step.PrivateStep`) asks a
+:class:`PrivateTraining` for its data order (Poisson sampling), hands it each sampled batch
+(``step``: per-example clipping, calibrated Gaussian noise, the optimizer step) and stores its
+JSON state in checkpoints. The parts come from Opacus: the Poisson sampler,
 the per-example gradient hooks (ghost clipping or materialised per-example gradients), the
 noisy optimizer and the accountant; trustune assembles them itself rather than through
 ``PrivacyEngine.make_private`` for three reasons:

@@ -8,12 +8,12 @@ run never import the audit (which writes them).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from markupsafe import Markup, escape
 
+from trustune.manifest import Manifest, PrivacyRecord
 from trustune.report.sections import SectionInput, register_section
 
 __all__ = ["AUDIT_FILE", "read_audit", "report_section"]
@@ -35,30 +35,30 @@ def _row(name: str, value: Any) -> str:
     return f"<tr><th>{escape(name)}</th><td>{escape(value)}</td></tr>"
 
 
-def _guarantee(privacy: dict[str, Any]) -> str:
-    if not privacy.get("dp"):
+def _guarantee(privacy: PrivacyRecord) -> str:
+    if not privacy.dp:
         return "<p>Trained without differential privacy.</p>"
     rows = [
-        _row("ε (spent)", f"{privacy['epsilon']:.3f} (target {privacy['target_epsilon']:g})"),
-        _row("δ", f"{privacy['delta']:.3g} ({privacy['delta_rule']})"),
-        _row("accountant", privacy["accountant"]),
-        _row("noise multiplier σ", f"{privacy['noise_multiplier']:.4f}"),
-        _row("clipping norm C (per example)", f"{privacy['max_grad_norm']:g}"),
-        _row("sampling", f"Poisson, rate {privacy['sample_rate']:.4g} "
-             f"(~{privacy['logical_batch_size']} examples per step)"),
-        _row("steps", f"{privacy['steps']} of {privacy['planned_steps']} planned"),
-        _row("frozen", f"{len(privacy.get('frozen', []))} embedding tensors"),
+        _row("ε (spent)", f"{privacy.epsilon:.3f} (target {privacy.target_epsilon:g})"),
+        _row("δ", f"{privacy.delta:.3g} ({privacy.delta_rule})"),
+        _row("accountant", privacy.accountant),
+        _row("noise multiplier σ", f"{privacy.noise_multiplier:.4f}"),
+        _row("clipping norm C (per example)", f"{privacy.max_grad_norm:g}"),
+        _row("sampling", f"Poisson, rate {privacy.sample_rate:.4g} "
+             f"(~{privacy.logical_batch_size} examples per step)"),
+        _row("steps", f"{privacy.steps} of {privacy.planned_steps} planned"),
+        _row("frozen", f"{len(privacy.frozen)} embedding tensors"),
     ]  # fmt: skip
     return (
         "<p>Trained with DP-SGD: each example's gradient clipped to norm C, Gaussian noise of "
         "standard deviation σ·C added to every step. For any one training row, whether it was "
         f"in the data changes the probability of any outcome by at most a factor e<sup>ε</sup> "
-        f"(plus δ).</p><table>{''.join(rows)}</table><p>{escape(privacy['selection'])}</p>"
+        f"(plus δ).</p><table>{''.join(rows)}</table><p>{escape(privacy.selection)}</p>"
     )
 
 
-def _redaction(privacy: dict[str, Any]) -> str:
-    redaction = privacy.get("redaction")
+def _redaction(privacy: PrivacyRecord) -> str:
+    redaction = privacy.redaction
     if not redaction:
         return ""
     parts = []
@@ -99,9 +99,9 @@ def _audit(audit: dict[str, Any]) -> str:
     )
 
 
-def report_section(manifest: Mapping[str, Any], run_dir: Path | None) -> Markup:
+def report_section(manifest: Manifest, run_dir: Path | None) -> Markup:
     """The "Privacy" section of a run's report, from its manifest and saved audit."""
-    privacy = manifest.get("privacy") or {}
+    privacy = manifest.privacy or PrivacyRecord()
     html = _guarantee(privacy) + _redaction(privacy)
     audit = read_audit(run_dir) if run_dir is not None else None
     if audit is not None:
@@ -116,7 +116,7 @@ def report_section(manifest: Mapping[str, Any], run_dir: Path | None) -> Markup:
 
 def _section(given: SectionInput) -> Markup | None:
     """The section of a run that recorded anything about privacy (DP, redaction, an audit)."""
-    if "privacy" not in given.manifest:
+    if given.manifest.privacy is None:
         return None
     return report_section(given.manifest, given.run_dir)
 

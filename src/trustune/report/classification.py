@@ -4,11 +4,12 @@ calibration."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from markupsafe import Markup
 
+from trustune.manifest import Manifest
 from trustune.report import plots
 from trustune.report.model_card import CardScore, CardTask, md_code, md_count, register_card
 from trustune.report.sections import SectionInput, Slot, register_section
@@ -48,14 +49,14 @@ def _card(given: SectionInput) -> Markup:
 
 
 def _class_counts(given: SectionInput) -> Markup:
-    data = as_mapping(given.manifest.get("data"))
-    splits = [(name, as_mapping(split)) for name, split in data.items() if as_mapping(split)]
-    keys = [key for _, split in splits for key in as_mapping(split.get("class_counts"))]
+    data = given.manifest.data
+    splits = data.splits()
+    keys = [key for _, split in splits for key in split.class_counts]
     rows = [
-        (label, [as_mapping(split.get("class_counts")).get(label) for _, split in splits])
+        (label, [split.class_counts.get(label) for _, split in splits])
         for label in _in_label_order(list(dict.fromkeys(keys)), given.labels)
     ]
-    train_counts = as_mapping(as_mapping(data.get("train")).get("class_counts"))
+    train_counts = data.train.class_counts if data.train is not None else {}
     chart = plots.class_distribution(train_counts, given.labels, fonts=given.fonts)
     return macro(_TEMPLATE, "class_counts")(
         chart, rows, [name for name, _ in splits], given.fonts.key()
@@ -118,14 +119,13 @@ register_section(
 )  # fmt: skip
 
 
-def _card_context(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    raw_labels = manifest.get("labels")
-    train = as_mapping(as_mapping(manifest.get("data")).get("train"))
+def _card_context(manifest: Manifest) -> dict[str, Any]:
+    train = manifest.data.train
     return {
-        "labels": [md_code(label) for label in raw_labels] if isinstance(raw_labels, list) else [],
+        "labels": [md_code(label) for label in manifest.labels or ()],
         "class_counts": [
             (md_code(label), md_count(number))
-            for label, number in as_mapping(train.get("class_counts")).items()
+            for label, number in (train.class_counts if train is not None else {}).items()
         ],
     }
 

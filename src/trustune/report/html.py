@@ -18,6 +18,7 @@ from markupsafe import Markup
 from trustune.artifact import atomic_write_text
 from trustune.errors import ArtifactError
 from trustune.evaluate.learning import check_learning
+from trustune.manifest import Manifest, TrainingRecord
 from trustune.report import plots
 from trustune.report.fonts import label_fonts
 from trustune.report.hyperparameters import hyperparameter_rows
@@ -66,18 +67,15 @@ def _result_view(anchor: str, title: str, given: SectionInput) -> dict[str, Any]
 
 
 def _context(
-    manifest: Mapping[str, Any],
+    manifest: Manifest,
     metrics: Mapping[str, Any],
     run_name: str,
     run_dir: Path | None,
     extra_sections: Sequence[tuple[str, str]],
 ) -> dict[str, Any]:
     """The template's variables, built from the manifest and metrics."""
-    raw_labels = manifest.get("labels")
-    labels = [str(label) for label in raw_labels] if isinstance(raw_labels, list) else []
-    data = as_mapping(manifest.get("data"))
-    training = as_mapping(manifest.get("training"))
-    env = as_mapping(manifest.get("environment"))
+    labels = [str(label) for label in manifest.labels or ()]
+    data, training, env = manifest.data, manifest.training, manifest.environment
 
     taken = {"summary", "data", "training", "environment", "files"}
     validation = as_mapping(metrics.get("validation"))
@@ -85,7 +83,7 @@ def _context(
         (name, as_mapping(result))
         for name, result in as_mapping(metrics.get("evaluations")).items()
     ]
-    train_counts = as_mapping(as_mapping(data.get("train")).get("class_counts"))
+    train_counts = data.train.class_counts if data.train is not None else {}
     fonts = label_fonts(
         [
             *_drawn_labels(labels, [validation, *(result for _, result in evaluations)]),
@@ -111,28 +109,28 @@ def _context(
     return {
         "manifest": manifest,
         "run_name": run_name,
-        "task": manifest.get("task"),
-        "created": created(manifest.get("created")),
-        "version": manifest.get("trustune_version"),
-        "model": as_mapping(manifest.get("model")),
+        "task": manifest.task,
+        "created": created(manifest.created),
+        "version": manifest.trustune_version,
+        "model": manifest.model,
         "header": build_sections(Slot.HEADER, run),
-        "splits": [(name, as_mapping(split)) for name, split in data.items() if as_mapping(split)],
+        "splits": data.splits(),
         "data_blocks": build_sections(Slot.DATA, run),
-        "training": training,
+        "training": training if training != TrainingRecord() else None,
         "hyperparameters": hyperparameter_rows(manifest),
         "learning": check_learning(manifest, validation) if validation else None,
-        "training_chart": plots.training_curves(training.get("history")),
+        "training_chart": plots.training_curves(list(training.history)),
         "results": results,
         "environment": env,
-        "packages": sorted(as_mapping(env.get("packages")).items()),
-        "files": sorted(as_mapping(manifest.get("files")).items()),
+        "packages": sorted(env.packages.items()),
+        "files": sorted(manifest.files.items()),
         "extra_sections": extras,
         "nav": nav,
     }
 
 
 def render_report(
-    manifest: Mapping[str, Any],
+    manifest: Manifest,
     metrics: Mapping[str, Any],
     *,
     run_name: str = "trustune run",
@@ -153,7 +151,7 @@ def render_report(
 
 def write_report(
     run_dir: Path,
-    manifest: Mapping[str, Any],
+    manifest: Manifest,
     metrics: Mapping[str, Any],
     *,
     extra_sections: Sequence[tuple[str, str]] | None = None,

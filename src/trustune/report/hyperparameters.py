@@ -7,6 +7,8 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+from trustune.manifest import Manifest
+
 __all__ = ["hyperparameter_rows"]
 
 # shown elsewhere (Data section, base model) or not a setting of the model: file paths, columns
@@ -57,16 +59,14 @@ def _privacy_used(privacy: Mapping[str, Any]) -> bool:
     return privacy.get("epsilon") is not None or bool(privacy.get("redact_pii"))
 
 
-def hyperparameter_rows(manifest: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+def hyperparameter_rows(manifest: Manifest) -> list[tuple[str, str, str]]:
     """(config key, value, what it means) for each setting of the run's config that shapes it."""
-    config = manifest.get("config")
-    if not isinstance(config, Mapping):
-        return []
+    config = manifest.config
     helps = _help()
     rows = []
     for section in _SECTIONS:
         values = config.get(section)
-        if not isinstance(values, Mapping):
+        if values is None:
             continue
         if section == "privacy" and not _privacy_used(values):
             continue

@@ -26,6 +26,7 @@ import yaml
 
 from trustune.artifact import atomic_write_text, hash_files
 from trustune.errors import ConfigError
+from trustune.manifest import Manifest, ModelRecord
 from trustune.report.hyperparameters import hyperparameter_rows
 from trustune.report.sections import load_entries, task_of
 from trustune.values import finite
@@ -113,10 +114,10 @@ class CardScore:
 
 
 # The task's own template variables, from the manifest.
-CardContext = Callable[[Mapping[str, Any]], dict[str, Any]]
+CardContext = Callable[[Manifest], dict[str, Any]]
 
 
-def _no_context(manifest: Mapping[str, Any]) -> dict[str, Any]:
+def _no_context(manifest: Manifest) -> dict[str, Any]:
     return {}
 
 
@@ -157,12 +158,12 @@ def _card_of(task: str) -> CardTask:
     )  # fmt: skip
 
 
-def base_model(model: Mapping[str, Any]) -> str | None:
+def base_model(model: ModelRecord) -> str | None:
     """The hub id the run was fine-tuned from, when it has one (a local folder has none)."""
-    source = str(model.get("source") or "")
+    source = model.source or ""
     if source in _BUILTIN_HUB_IDS:
         return _BUILTIN_HUB_IDS[source]
-    if source and source == model.get("resolved") and _HUB_ID.match(source):
+    if source and source == model.resolved and _HUB_ID.match(source):
         return source
     return None
 
@@ -178,19 +179,18 @@ def _results(metrics: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
 
 
 def _front_matter(
-    manifest: Mapping[str, Any], results: Sequence[tuple[str, Mapping[str, Any]]], name: str,
+    manifest: Manifest, results: Sequence[tuple[str, Mapping[str, Any]]], name: str,
     card: CardTask,
 ) -> str:  # fmt: skip
     """The YAML metadata block, model-index included when a score was measured."""
-    privacy = as_mapping(manifest.get("privacy"))
     tags = ["trustune", *card.tags]
-    if privacy.get("dp"):
+    if manifest.privacy is not None and manifest.privacy.dp:
         tags.append("differential-privacy")
     meta: dict[str, Any] = {"library_name": "transformers"}
     if card.pipeline_tag:
         meta["pipeline_tag"] = card.pipeline_tag
     meta["tags"] = tags
-    base = base_model(as_mapping(manifest.get("model")))
+    base = base_model(manifest.model)
     if base:
         meta["base_model"] = base
     entries: list[dict[str, Any]] = []
@@ -218,30 +218,30 @@ def _front_matter(
     return yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
-def _privacy(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+def _privacy(manifest: Manifest) -> dict[str, Any] | None:
     """What the card says about privacy: the DP guarantee, redaction, the membership audit."""
-    privacy = as_mapping(manifest.get("privacy"))
-    if not privacy:
+    privacy = manifest.privacy
+    if privacy is None:
         return None
-    out: dict[str, Any] = {"dp": bool(privacy.get("dp"))}
-    if out["dp"]:
-        delta = finite(privacy.get("delta"))
+    out: dict[str, Any] = {"dp": privacy.dp}
+    if privacy.dp:
+        delta = finite(privacy.delta)
         out.update(
-            epsilon=md_score(privacy.get("epsilon")),
+            epsilon=md_score(privacy.epsilon),
             delta=_MISSING if delta is None else f"{delta:.3g}",
-            accountant=md_text(privacy.get("accountant")),
-            noise=md_score(privacy.get("noise_multiplier"), 4),
-            clipping=md_text(privacy.get("max_grad_norm")),
-            steps=md_count(privacy.get("steps")),
+            accountant=md_text(privacy.accountant),
+            noise=md_score(privacy.noise_multiplier, 4),
+            clipping=md_text(privacy.max_grad_norm),
+            steps=md_count(privacy.steps),
         )
     out["redaction"] = [
         (
             md_text(split),
             md_count(sum(finite(n) or 0 for n in as_mapping(as_mapping(s).get("counts")).values())),
         )
-        for split, s in as_mapping(privacy.get("redaction")).items()
+        for split, s in (privacy.redaction or {}).items()
     ]
-    audit = as_mapping(privacy.get("audit"))
+    audit = as_mapping(privacy.audit)
     if audit:
         interval = audit.get("auc_ci")
         low, high = interval if isinstance(interval, list) and len(interval) == 2 else (None, None)
@@ -272,58 +272,53 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def _inputs(manifest: Mapping[str, Any]) -> str:
+def _inputs(manifest: Manifest) -> str:
     """What the model reads: 'a text (column `text`)', 'a pair of texts (columns `a` and `b`)'."""
-    first = md_code(manifest.get("text_column"))
-    pair = manifest.get("text_pair_column")
+    first = md_code(manifest.text_column)
+    pair = manifest.text_pair_column
     if pair:
         return f"a pair of texts (columns `{first}` and `{md_code(pair)}`)"
     return f"a text (column `{first}`)"
 
 
 def _context(
-    manifest: Mapping[str, Any], metrics: Mapping[str, Any], run_name: str,
+    manifest: Manifest, metrics: Mapping[str, Any], run_name: str,
     model_files: Mapping[str, str], card: CardTask,
 ) -> dict[str, Any]:  # fmt: skip
     """The template's variables, each made safe for where the template puts it."""
-    model = as_mapping(manifest.get("model"))
-    training = as_mapping(manifest.get("training"))
-    data = as_mapping(manifest.get("data"))
-    train = as_mapping(data.get("train"))
-    max_length = as_mapping(as_mapping(manifest.get("config")).get("data")).get("max_length")
+    model, training, train = manifest.model, manifest.training, manifest.data.train
     return {
         "name": md_text(run_name),
         "task": md_code(task_of(manifest)),
-        "architecture": md_text(model.get("architecture")),
-        "parameters": md_count(model.get("parameters")),
+        "architecture": md_text(model.architecture),
+        "parameters": md_count(model.parameters),
         "base": base_model(model),
-        "source": md_code(_file_name(model.get("source"))),
+        "source": md_code(_file_name(model.source)),
         "inputs": _inputs(manifest),
-        "pairs": bool(manifest.get("text_pair_column")),
-        "text_column": md_code(manifest.get("text_column")),
-        "max_length": md_count(max_length),
-        "train_rows": md_count(train.get("rows")),
+        "pairs": manifest.pairs,
+        "text_column": md_code(manifest.text_column),
+        "max_length": md_count(manifest.setting("data", "max_length")),
+        "train_rows": md_count(train.rows if train is not None else None),
         "splits": [
             {
                 "name": md_text(name),
-                "file": md_code(_file_name(part.get("path"))),
-                "rows": md_count(part.get("rows")),
-                "truncated": md_count(part.get("truncated")),
-                "sha256": md_code(part.get("sha256")),
+                "file": md_code(_file_name(part.path)),
+                "rows": md_count(part.rows),
+                "truncated": md_count(part.truncated),
+                "sha256": md_code(part.sha256),
             }
-            for name, part in ((n, as_mapping(p)) for n, p in data.items())
-            if part
+            for name, part in manifest.data.splits()
         ],
         "hyperparameters": [
             (md_code(key), md_code(value)) for key, value, _ in hyperparameter_rows(manifest)
         ],
         "training": {
-            "steps": md_count(training.get("steps")),
-            "epochs": md_count(training.get("epochs_completed")),
-            "precision": md_text(training.get("precision")),
-            "device": md_text(training.get("device")),
-            "selection": md_text(training.get("selection_metric")),
-            "best": md_score(training.get("best_metric")),
+            "steps": md_count(training.steps),
+            "epochs": md_count(training.epochs_completed),
+            "precision": md_text(training.precision),
+            "device": md_text(training.device),
+            "selection": md_text(training.selection_metric),
+            "best": md_score(training.best_metric),
         },
         "score_headings": [wanted.heading for wanted in card.scores],
         "results": [
@@ -337,14 +332,14 @@ def _context(
         ],
         "privacy": _privacy(manifest),
         "files": sorted((md_code(name), md_code(digest)) for name, digest in model_files.items()),
-        "version": md_text(manifest.get("trustune_version")),
-        "created": md_text(manifest.get("created")),
+        "version": md_text(manifest.trustune_version),
+        "created": md_text(manifest.created),
         **card.context(manifest),
     }
 
 
 def render_model_card(
-    manifest: Mapping[str, Any],
+    manifest: Manifest,
     metrics: Mapping[str, Any],
     *,
     run_name: str,
@@ -365,13 +360,11 @@ def run_name(run_dir: Path) -> str:
     return staged.group(1) if staged else name
 
 
-def write_model_card(
-    run_dir: Path, manifest: Mapping[str, Any], metrics: Mapping[str, Any]
-) -> Path | None:
+def write_model_card(run_dir: Path, manifest: Manifest, metrics: Mapping[str, Any]) -> Path | None:
     """Write ``model/README.md`` atomically; None (nothing written) without a plaintext model."""
     run_dir = Path(run_dir)
     folder = run_dir / MODEL_FOLDER
-    if "encryption" in manifest or not (folder / "config.json").is_file():
+    if manifest.encrypted or not (folder / "config.json").is_file():
         return None
     card = folder / CARD_FILENAME
     prefix = f"{MODEL_FOLDER}/"

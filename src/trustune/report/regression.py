@@ -4,11 +4,11 @@ range."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from markupsafe import Markup
 
+from trustune.manifest import Manifest
 from trustune.report import plots
 from trustune.report.model_card import (
     CardScore,
@@ -39,7 +39,7 @@ METRIC_ROWS = (
 
 
 def _target(given: SectionInput) -> Markup:
-    return macro(_TEMPLATE, "target")(as_mapping(given.manifest.get("target")))
+    return macro(_TEMPLATE, "target")(given.manifest.target)  # None: "not available"
 
 
 def _card(given: SectionInput) -> Markup:
@@ -47,12 +47,8 @@ def _card(given: SectionInput) -> Markup:
 
 
 def _distribution(given: SectionInput) -> Markup:
-    data = as_mapping(given.manifest.get("data"))
-    splits = [
-        (name, stats)
-        for name, split in data.items()
-        if (stats := as_mapping(as_mapping(split).get("target_stats")))
-    ]
+    splits = [(name, split.target_stats) for name, split in given.manifest.data.splits()]
+    splits = [(name, stats) for name, stats in splits if stats]
     return macro(_TEMPLATE, "distribution")(splits)
 
 
@@ -113,11 +109,11 @@ register_section(
 )  # fmt: skip
 
 
-def _card_context(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    target = as_mapping(manifest.get("target"))
+def _card_context(manifest: Manifest) -> dict[str, Any]:
+    target = manifest.target.to_dict() if manifest.target is not None else {}
     splits = []
-    for name, split in as_mapping(manifest.get("data")).items():
-        stats = as_mapping(as_mapping(split).get("target_stats"))
+    for name, split in manifest.data.splits():
+        stats = split.target_stats
         if stats:
             splits.append(
                 {
@@ -127,7 +123,7 @@ def _card_context(manifest: Mapping[str, Any]) -> dict[str, Any]:
             )
     return {
         "target": {
-            "column": md_code(target.get("column") or manifest.get("label_column")),
+            "column": md_code(target.get("column") or manifest.label_column),
             "folded": bool(target.get("folded")),
             "statistics_from": md_text(target.get("statistics_from")),
             "loss": md_text(target.get("loss")),

@@ -25,6 +25,7 @@ from typing import Any
 from markupsafe import Markup
 
 from trustune.errors import ConfigError
+from trustune.manifest import DEFAULT_TASK, Manifest
 from trustune.report.fonts import LabelFonts
 
 __all__ = [
@@ -48,8 +49,6 @@ ENTRY_MODULES: tuple[str, ...] = (
     "trustune.report.speed",
     "trustune.privacy.report",
 )
-# The task of a manifest that names none (as trustune.tasks reads it).
-DEFAULT_TASK = "text-classification"
 
 
 class Slot(enum.StrEnum):
@@ -66,7 +65,7 @@ class Slot(enum.StrEnum):
 class SectionInput:
     """What a section is built from."""
 
-    manifest: Mapping[str, Any]
+    manifest: Manifest
     metrics: Mapping[str, Any]
     run_dir: Path | None = None  # None: rendered from records alone (no run files to read)
     result: Mapping[str, Any] = field(default_factory=dict)  # CARD and RESULT: its EvalResult
@@ -128,10 +127,9 @@ def known_sections() -> list[str]:
     return sorted(_SECTIONS)
 
 
-def task_of(manifest: Mapping[str, Any]) -> str:
+def task_of(manifest: Manifest) -> str:
     """The run's task name (the default for a manifest that names none)."""
-    task = manifest.get("task")
-    return task if isinstance(task, str) and task else DEFAULT_TASK
+    return manifest.task or DEFAULT_TASK
 
 
 def sections_for(task: str, slot: Slot) -> list[ReportSection]:

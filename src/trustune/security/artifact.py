@@ -11,6 +11,7 @@ and what a killed command leaves is repaired by the next one (``trustune.artifac
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -24,14 +25,14 @@ import numpy as np
 from trustune.artifact import (
     MANIFEST,
     atomic_dir,
-    atomic_write_json,
     hash_files,
     recover_dir,
     recover_run,
     utc_now,
 )
-from trustune.artifact import read_manifest as _read_manifest
 from trustune.errors import ArtifactError, IntegrityError, SecurityError
+from trustune.manifest import Manifest, write_manifest
+from trustune.manifest import read_manifest as _read_manifest
 from trustune.progress import Progress
 from trustune.security.envelope import (
     SEALED_SUFFIX,
@@ -64,9 +65,9 @@ def is_payload(name: str) -> bool:
     return "/" in name
 
 
-def is_encrypted(manifest: dict[str, Any]) -> bool:
+def is_encrypted(manifest: Manifest) -> bool:
     """Whether a manifest describes an encrypted run."""
-    return "encryption" in manifest
+    return manifest.encrypted
 
 
 def list_run_files(run_dir: Path) -> Iterator[str]:
@@ -160,14 +161,14 @@ def encrypt_run(
                 hashes[sealed] = writer.digest.hexdigest()
                 progress.advance("encrypt", (run_dir / name).stat().st_size)
             _copy_records(run_dir, tmp)
-            sealed_manifest = {**manifest, "encryption": info.to_dict(), "files": hashes}
-            atomic_write_json(tmp / MANIFEST, sealed_manifest)
+            sealed_manifest = dataclasses.replace(manifest, encryption=info.to_dict(), files=hashes)
+            write_manifest(tmp, sealed_manifest)
     finally:
         progress.end("encrypt")
     return target
 
 
-def _open(run_dir: Path, key: KeySource) -> tuple[dict[str, Any], EncryptionInfo, SecretKey]:
+def _open(run_dir: Path, key: KeySource) -> tuple[Manifest, EncryptionInfo, SecretKey]:
     recover_run(run_dir)
     manifest = _read_manifest(run_dir)
     if not is_encrypted(manifest):
@@ -215,9 +216,9 @@ def decrypt_run(
                     os.fsync(f.fileno())
                 progress.advance("decrypt", sizes[name])
             _copy_records(run_dir, tmp)
-            plain = {k: v for k, v in manifest.items() if k != "encryption"}
-            plain["files"] = hash_files(tmp)
-            atomic_write_json(tmp / MANIFEST, plain)
+            write_manifest(
+                tmp, dataclasses.replace(manifest, encryption=None, files=hash_files(tmp))
+            )
     finally:
         progress.end("decrypt")
     return target
@@ -236,8 +237,8 @@ def rekey_run(
         raise SecurityError(
             f"the new key is the key {run_dir} is already encrypted with; give a different key"
         )
-    manifest["encryption"] = {**manifest["encryption"], "key_wrap": wrap.to_dict()}
-    atomic_write_json(run_dir / MANIFEST, manifest)
+    section = {**(manifest.encryption or {}), "key_wrap": wrap.to_dict()}
+    write_manifest(run_dir, dataclasses.replace(manifest, encryption=section))
     return wrap
 
 
@@ -292,7 +293,7 @@ class SealedFolder:
 class SealedRun:
     """An encrypted run opened with its key; files are decrypted into memory, never to disk."""
 
-    def __init__(self, run_dir: Path, manifest: dict[str, Any], key: KeySource) -> None:
+    def __init__(self, run_dir: Path, manifest: Manifest, key: KeySource) -> None:
         self.run_dir = run_dir
         self.info = EncryptionInfo.from_manifest(manifest, where=str(run_dir))
         self._data_key = unwrap_data_key(

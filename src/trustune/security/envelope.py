@@ -17,6 +17,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from trustune.errors import IntegrityError, SecurityError, WrongKeyError
+from trustune.manifest import Manifest
 from trustune.security.format import DEFAULT_CHUNK_SIZE, FORMAT_VERSION, MAX_CHUNK_SIZE
 from trustune.security.keys import (
     KeySource,
@@ -172,8 +173,8 @@ class EncryptionInfo:
         }
 
     @classmethod
-    def from_manifest(cls, manifest: Mapping[str, Any], *, where: str) -> EncryptionInfo:
-        section = manifest.get("encryption")
+    def from_manifest(cls, manifest: Manifest, *, where: str) -> EncryptionInfo:
+        section = manifest.encryption
         if not isinstance(section, Mapping):
             raise SecurityError(f"{where} is not encrypted")
         try:

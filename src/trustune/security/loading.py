@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from trustune.errors import ArtifactError, IntegrityError, MissingKeyError
+from trustune.manifest import Manifest
 from trustune.security.artifact import SealedRun, is_encrypted
 from trustune.security.keys import ENV_KEY_FILE, KeySource, resolve_key
 from trustune.security.signing import PublicKey, read_public_key, verify_run
@@ -52,7 +53,7 @@ class VerifiedFolder:
 
 
 def open_protected_run(
-    run_dir: Path, manifest: dict[str, Any], *, key: KeyLike | None = None,
+    run_dir: Path, manifest: Manifest, *, key: KeyLike | None = None,
     public_key: PublicKeyLike | None = None,
 ) -> tuple[Any, Any]:  # fmt: skip
     """The model and tokenizer of a run that is encrypted or must carry a valid signature.
@@ -67,7 +68,7 @@ def open_protected_run(
             public_key = read_public_key(public_key)
         verify_run(run_dir, public_key, manifest=manifest)
     if not is_encrypted(manifest):
-        plain = VerifiedFolder(run_dir, "model", dict(manifest.get("files") or {}))
+        plain = VerifiedFolder(run_dir, "model", dict(manifest.files))
         _require_model(run_dir, plain.names())
         return load_classifier_from_files(plain), load_tokenizer_from_files(plain)
     source = resolve_key(key)

@@ -14,10 +14,12 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -31,11 +33,11 @@ from trustune.artifact import (
     atomic_write_json,
     atomic_write_text,
     file_sha256,
-    read_manifest,
     recover_run,
     utc_now,
 )
 from trustune.errors import IntegrityError, MissingKeyError, SecurityError, SignatureError
+from trustune.manifest import Manifest, read_manifest, write_manifest
 from trustune.security.artifact import SIGNATURE_FILE, list_run_files
 
 __all__ = [
@@ -180,9 +182,12 @@ def read_public_key(path: str | os.PathLike[str]) -> PublicKey:
     return PublicKey(key)
 
 
-def canonical_manifest(manifest: dict[str, Any]) -> bytes:
-    """The signed bytes: a domain label, then sorted compact JSON without the key wrapping."""
-    signed = copy.deepcopy(manifest)
+def canonical_manifest(manifest: Mapping[str, Any]) -> bytes:
+    """The signed bytes: a domain label, then sorted compact JSON without the key wrapping.
+
+    ``manifest`` is the JSON form (``Manifest.to_dict()``): what is signed is what the file holds.
+    """
+    signed = copy.deepcopy(dict(manifest))
     encryption = signed.get("encryption")
     if isinstance(encryption, dict):
         encryption.pop("key_wrap", None)
@@ -192,14 +197,14 @@ def canonical_manifest(manifest: dict[str, Any]) -> bytes:
     return _DOMAIN + text.encode("utf-8")
 
 
-def signed_bytes(manifest: dict[str, Any], *, version: int, signed: str) -> bytes:
+def signed_bytes(manifest: Mapping[str, Any], *, version: int, signed: str) -> bytes:
     """What a format-2 signature covers: its version and time, then the canonical manifest."""
     head = json.dumps({"signed": signed, "version": version}, sort_keys=True, separators=(",", ":"))
     return _DOMAIN_V2 + head.encode("utf-8") + b"\n" + canonical_manifest(manifest)
 
 
 def signature_record(
-    manifest: dict[str, Any], signing_key: SigningKey, *, version: int, signed: str
+    manifest: Mapping[str, Any], signing_key: SigningKey, *, version: int, signed: str
 ) -> dict[str, Any]:
     """The ``trustune.sig`` record (format 2) of a manifest signed as ``version`` at ``signed``."""
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -261,16 +266,16 @@ def sign_run(run: str | Path, signing_key: SigningKey, *, version: int | None = 
             f"version {version} (pass --version {previous} or higher)"
         )
     current = _current_hashes(run_dir)
-    recorded = manifest.get("files") or {}
+    recorded = dict(manifest.files)
     stale = _compare(recorded, {n: h for n, h in current.items() if n in recorded})
     if stale:
         raise IntegrityError(
             f"{run_dir} no longer matches its manifest ({'; '.join(stale)}); it is not signed. "
             "Restore the files, or rebuild the run"
         )
-    manifest["files"] = current
-    record = signature_record(manifest, signing_key, version=version, signed=utc_now())
-    atomic_write_json(run_dir / MANIFEST, manifest)
+    manifest = dataclasses.replace(manifest, files=current)
+    record = signature_record(manifest.to_dict(), signing_key, version=version, signed=utc_now())
+    write_manifest(run_dir, manifest)
     atomic_write_json(run_dir / SIGNATURE_FILE, record)
     return run_dir / SIGNATURE_FILE
 
@@ -337,7 +342,7 @@ def _check_minimum(
 
 
 def verify_run(
-    run: str | Path, public_key: PublicKey, *, manifest: dict[str, Any] | None = None,
+    run: str | Path, public_key: PublicKey, *, manifest: Manifest | None = None,
     min_version: int | None = None, signed_after: dt.datetime | None = None,
 ) -> Verification:  # fmt: skip
     """Check the signature of the manifest, then every file against it; raises on any mismatch.
@@ -364,8 +369,9 @@ def verify_run(
     signed: dt.datetime | None = None
     notice = None
     record_format = record.get("format_version", 1)
+    signed_form = manifest.to_dict()
     if record_format == 1:
-        payload = canonical_manifest(manifest)
+        payload = canonical_manifest(signed_form)
         notice = (
             f"{run_dir} carries a format-1 signature: its signing time and version are not "
             "signed; sign the run again to add them"
@@ -375,7 +381,7 @@ def verify_run(
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise SignatureError(f"{run_dir / SIGNATURE_FILE} is damaged (version {version!r})")
         signed = _signed_time(record.get("signed"), run_dir / SIGNATURE_FILE)
-        payload = signed_bytes(manifest, version=version, signed=str(record["signed"]))
+        payload = signed_bytes(signed_form, version=version, signed=str(record["signed"]))
     else:
         raise SignatureError(
             f"{run_dir / SIGNATURE_FILE} has signature format {record_format!r}, newer than this "
@@ -387,7 +393,7 @@ def verify_run(
             "after signing (or trustune.sig was)"
         )
     _check_minimum(run_dir, version, signed, min_version=min_version, signed_after=signed_after)
-    recorded = manifest.get("files") or {}
+    recorded = dict(manifest.files)
     problems = _compare(recorded, _current_hashes(run_dir))
     if problems:
         raise IntegrityError(

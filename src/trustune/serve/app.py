@@ -200,19 +200,19 @@ def model_info(
         k: float(v) for k, v in validation.items()
         if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
     }  # fmt: skip
-    privacy_section = manifest.get("privacy")
+    privacy_section = manifest.privacy
     privacy = None
-    if privacy_section:
+    if privacy_section is not None:
         privacy = PrivacyOut(
-            dp=bool(privacy_section.get("dp")),
-            epsilon=privacy_section.get("epsilon"),
-            delta=privacy_section.get("delta"),
+            dp=privacy_section.dp,
+            epsilon=privacy_section.epsilon,
+            delta=privacy_section.delta,
             redact_pii=classifier.redact_pii,
         )
     return ModelInfo(
         run=classifier.run_dir.name,
-        created=manifest.get("created"),
-        base_model=(manifest.get("model") or {}).get("source"),
+        created=manifest.created,
+        base_model=manifest.model.source,
         task=classifier.task.name,
         pairs=classifier.pairs,
         max_length=classifier.max_length,

@@ -19,6 +19,7 @@ import torch
 
 from trustune.config import Loss, RunConfig
 from trustune.data import Columns, LabeledData, TrainingData
+from trustune.manifest import Manifest
 
 __all__ = ["Task"]
 
@@ -63,7 +64,7 @@ class Task(ABC):
 
     @classmethod
     @abstractmethod
-    def from_manifest(cls, manifest: Mapping[str, Any]) -> Task:
+    def from_manifest(cls, manifest: Manifest) -> Task:
         """The fitted task of a finished run, from its manifest."""
 
     @abstractmethod
@@ -89,6 +90,11 @@ class Task(ABC):
     def finish(self, model: torch.nn.Module) -> None:
         """Turn the trained model into the one that is saved (default: unchanged)."""
         return None
+
+    def saved_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """:meth:`loss` of the saved model's outputs, which :meth:`finish` may have changed: the
+        loss training minimised, per example (the membership audit's signal)."""
+        return self.loss(logits, targets)
 
     # -- metrics ----------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -14,6 +14,7 @@ from trustune.data import Columns, LabeledData, LabelMap, TrainingData
 from trustune.errors import ArtifactError, ConfigError, DataError
 from trustune.evaluate import classification_metrics, quick_metrics
 from trustune.inference import softmax
+from trustune.manifest import Manifest
 from trustune.messages import shown
 from trustune.tasks.base import Task
 from trustune.tasks.registry import register_task
@@ -100,17 +101,13 @@ class TextClassification(Task):
         return task
 
     @classmethod
-    def from_manifest(cls, manifest: Mapping[str, Any]) -> TextClassification:
-        labels = manifest.get("labels")
-        if (
-            not isinstance(labels, list)
-            or len(labels) < 2
-            or any(isinstance(x, bool) or not isinstance(x, str | int) for x in labels)
-        ):
+    def from_manifest(cls, manifest: Manifest) -> TextClassification:
+        labels = manifest.labels  # the reader checked each is a string or an integer
+        if labels is None or len(labels) < 2:
             raise ArtifactError(
                 "the manifest's labels must be a list of at least two strings or integers"
             )
-        return cls(LabelMap(tuple(labels)))
+        return cls(LabelMap(labels))
 
     def encode(self, part: LabeledData, *, source: str) -> None:
         part.encode(self.label_map, source=source)

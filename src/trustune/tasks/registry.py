@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from trustune.config import TaskType
 from trustune.errors import ArtifactError, ConfigError
+from trustune.manifest import DEFAULT_TASK, Manifest
 from trustune.messages import shown
 
 if TYPE_CHECKING:
@@ -17,8 +18,8 @@ __all__ = ["detect_task", "get_task", "known_tasks", "register_task", "task_of_m
 _TASKS: dict[str, type[Task]] = {}
 T = TypeVar("T", bound="type[Task]")
 
-# The task of a manifest that names none (no release wrote one without it; kept for safety).
-_DEFAULT = "text-classification"
+# The task of a manifest that names none (format 1), and the task that claims anything.
+_DEFAULT = DEFAULT_TASK
 
 
 def register_task(cls: T) -> T:
@@ -65,12 +66,12 @@ def detect_task(requested: TaskType, raw_targets: Sequence[Any]) -> tuple[type[T
     return get_task(_DEFAULT), None
 
 
-def task_of_manifest(manifest: Mapping[str, Any], *, where: str | None = None) -> Task:
+def task_of_manifest(manifest: Manifest, *, where: str | None = None) -> Task:
     """The fitted task of a finished run; an unknown task names the known ones, and every
     error starts with ``where`` (the run folder) when given."""
     prefix = f"{where}: " if where else ""
-    name = manifest.get("task", _DEFAULT)
-    if not isinstance(name, str) or name not in _TASKS:
+    name = manifest.task
+    if name not in _TASKS:
         raise ArtifactError(
             f"{prefix}the run's task {shown(name)} is not known to this trustune; the known "
             f"tasks are {known_tasks()} (a newer release wrote it?)"

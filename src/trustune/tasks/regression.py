@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from trustune.config import Loss, RunConfig
 from trustune.data import Columns, LabeledData, TrainingData
 from trustune.errors import ArtifactError, ConfigError, DataError
+from trustune.manifest import Manifest
 from trustune.messages import shown
 from trustune.tasks.base import Task
 from trustune.tasks.registry import register_task
@@ -197,22 +198,20 @@ class TextRegression(Task):
         return task
 
     @classmethod
-    def from_manifest(cls, manifest: Mapping[str, Any]) -> TextRegression:
-        target = manifest.get("target")
-        if not isinstance(target, Mapping):
+    def from_manifest(cls, manifest: Manifest) -> TextRegression:
+        target = manifest.target
+        if target is None:
             raise ArtifactError("the manifest of a regression run has no target section")
-        try:
-            scale = TargetScale(float(target["mean"]), float(target["std"]))
-        except (KeyError, TypeError, ValueError):
-            raise ArtifactError(
-                "the manifest's target section needs a numeric mean and std"
-            ) from None
+        if target.mean is None or target.std is None:
+            raise ArtifactError("the manifest's target section needs a numeric mean and std")
+        scale = TargetScale(float(target.mean), float(target.std))
         if not (math.isfinite(scale.mean) and math.isfinite(scale.std) and scale.std > 0):
             raise ArtifactError("the manifest's target mean and std must be finite, std > 0")
-        loss = Loss.parse(target.get("loss", "mse"), "target.loss")
+        loss = Loss.parse(target.loss or "mse", "target.loss")
+        facts = ("column", "statistics_from", "min", "max")
         return cls(
-            scale=scale, folded=bool(target.get("folded")), loss=loss,
-            summary={k: v for k, v in target.items() if k in ("column", "statistics_from", "min", "max")},
+            scale=scale, folded=target.folded, loss=loss,
+            summary={k: v for k, v in target.to_dict().items() if k in facts},
         )  # fmt: skip
 
     def encode(self, part: LabeledData, *, source: str) -> None:
@@ -237,6 +236,11 @@ class TextRegression(Task):
         if self.loss_type is Loss.HUBER:
             return F.huber_loss(predicted, targets.float(), reduction="none", delta=1.0)
         return F.mse_loss(predicted, targets.float(), reduction="none")
+
+    def saved_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.folded:  # the saved head gives scores in the original unit, training saw z
+            logits = (logits.double() - self.scale.mean) / self.scale.std
+        return self.loss(logits, targets)
 
     def finish(self, model: torch.nn.Module) -> None:
         """Fold the target statistics into the last linear layer: scores in the original unit."""

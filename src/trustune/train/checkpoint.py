@@ -13,6 +13,7 @@ same model again), and ``checkpoints/best`` duplicates ``model/``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -29,13 +30,12 @@ from safetensors.torch import load_file, save_file
 from trustune.artifact import (
     MANIFEST,
     atomic_file,
-    atomic_write_json,
     file_sha256,
     io_error,
-    read_manifest,
     recover_run,
 )
 from trustune.errors import ArtifactError, CheckpointError, IntegrityError, SecurityError
+from trustune.manifest import read_manifest, write_manifest
 from trustune.models.weights import load_weights
 
 if TYPE_CHECKING:
@@ -320,7 +320,7 @@ def prune_run(
         freed = remove_checkpoints(run_dir)
         return Pruned(freed_bytes=freed, run_bytes=folder_size(run_dir))
     manifest = read_manifest(run_dir)
-    recorded: dict[str, str] = manifest.get("files") or {}
+    recorded = manifest.files
     listed = {
         n
         for n in recorded
@@ -342,8 +342,8 @@ def prune_run(
     freed = remove_checkpoints(run_dir)
     signed_version = None
     if listed:
-        manifest["files"] = {n: h for n, h in recorded.items() if n not in listed}
-        atomic_write_json(run_dir / MANIFEST, manifest)
+        kept = {n: h for n, h in recorded.items() if n not in listed}
+        write_manifest(run_dir, dataclasses.replace(manifest, files=kept))
         if signed and signing_key is not None:
             from trustune.security.signing import sign_run
 

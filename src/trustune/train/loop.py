@@ -1,51 +1,40 @@
-"""Fine-tuning: the Accelerate training loop with evaluation, early stopping and checkpoints."""
+"""Fine-tuning: the Accelerate training loop with evaluation, early stopping and checkpoints.
+
+The loop runs epochs of micro-batches through a step strategy (``step.py``: the plain step, or
+DP-SGD from ``trustune.privacy``), validates (``validation.py``), keeps checkpoints
+(``checkpoint_policy.py``) and tells its observers (``observer.py``).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from trustune.artifact import MANIFEST, discard_staging, recover_run, staging_dir
 from trustune.config import Precision, RunConfig, SelectionMetric
 from trustune.data import TrainingData
 from trustune.encoding import encode_texts
-from trustune.errors import (
-    ArtifactError,
-    CheckpointError,
-    ConfigError,
-    PrivacyError,
-    TrainingInterrupted,
-)
-from trustune.inference import compute_logits
+from trustune.errors import ArtifactError, CheckpointError, ConfigError, TrainingInterrupted
 from trustune.models import ResolvedModel, load_classifier, load_tokenizer, resolve_model
 from trustune.models.consistency import check_input_fit
-from trustune.models.weights import load_weights
-from trustune.privacy.engine import (
-    PoissonBatchSampler,
-    PrivateTraining,
-    check_sampler,
-    physical_batches,
-    plan_privacy,
-    private_precision,
-)
-from trustune.privacy.redact import redact_training_data
+from trustune.models.pooler import init_pooler
+from trustune.privacy import redact_training_data
 from trustune.progress import Progress
 from trustune.tasks import Task, prepare_training_data
-from trustune.train.batching import LengthGroupedBatchSampler
 from trustune.train.checkpoint import (
     TrainingState,
     latest_checkpoint,
     load_checkpoint,
     read_checkpoint_info,
-    save_checkpoint,
-    save_weights_atomic,
 )
+from trustune.train.checkpoint_policy import CheckpointPolicy
 from trustune.train.interrupt import StopRequest
+from trustune.train.observer import LoopObserver, Observers
 from trustune.train.setup import (
     apply_trainable,
     build_optimizer,
@@ -54,8 +43,12 @@ from trustune.train.setup import (
     resolve_precision,
 )
 from trustune.train.sizing import left_to_sizing, sized_config
+from trustune.train.step import StepFactory, step_for
+from trustune.train.validation import EarlyStopping, Validator
 
 __all__ = ["TrainedModel", "train_model"]
+
+_EARLY_STOPPING = "early stopping"
 
 
 @dataclass
@@ -149,11 +142,34 @@ def _selection_metric(task: Task, metric: SelectionMetric) -> str:
     return metric.value
 
 
+class _Window:
+    """Training figures since the last validation: its history entry's loss and speed."""
+
+    def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> None:
+        self.loss, self.batches, self.samples = 0.0, 0, 0
+        self.started = time.perf_counter()
+
+    def add(self, loss: float, examples: int) -> None:
+        self.loss += loss
+        self.batches += 1
+        self.samples += examples
+
+
 class _Trainer:
     """One fine-tuning run; ``run()`` returns the best model."""
 
     def __init__(
-        self, config: RunConfig, output: Path, progress: Progress, *, staging: Path | None = None
+        self,
+        config: RunConfig,
+        output: Path,
+        progress: Progress,
+        *,
+        staging: Path | None = None,
+        step: StepFactory = step_for,
+        observers: Sequence[LoopObserver] = (),
     ) -> None:
         from accelerate import Accelerator
         from accelerate.state import AcceleratorState, GradientState
@@ -161,27 +177,19 @@ class _Trainer:
         self.config, self.output, self.progress = config, output, progress
         self.staging = staging
         self.checkpoints = (staging or output) / "checkpoints"
-        tc = config.train
-        self.precision = resolve_precision(tc.precision, cuda=torch.cuda.is_available())
-        # DP-SGD (privacy/engine.py): fp32, and its own accumulation over physical batches.
-        self.private: PrivateTraining | None = None
-        if config.privacy.enabled:
-            self.precision = private_precision(tc.precision)
+        self.observers = Observers(observers)
+        self.strategy = step(config)
+        resolved = resolve_precision(config.train.precision, cuda=torch.cuda.is_available())
+        self.precision = self.strategy.precision(resolved)  # DP: fp32 only
         # Accelerate keeps its settings in process-wide singletons: forget the previous run's
         # (precision, accumulation) so several runs can train in one process.
         AcceleratorState._reset_state()
         GradientState._reset_state()
         self.accelerator = Accelerator(
             mixed_precision="bf16" if self.precision is Precision.BF16 else "no",
-            gradient_accumulation_steps=1
-            if config.privacy.enabled
-            else tc.gradient_accumulation_steps,
+            gradient_accumulation_steps=self.strategy.accumulation_steps,
         )
-        if config.privacy.enabled and self.accelerator.num_processes > 1:
-            raise PrivacyError(
-                "--dp-epsilon trains in one process only (DP with several processes is not "
-                "supported yet); run without accelerate launch"
-            )
+        self.strategy.check_processes(self.accelerator.num_processes)
 
     def load(self) -> None:
         # the model first: a wrong --model is refused before the data are read and sized
@@ -215,6 +223,7 @@ class _Trainer:
         self.model = load_classifier(
             self.resolved, head=self.task.head(), attn_implementation=self.attention
         )
+        init_pooler(self.model, cfg.model.pooler)
         check_input_fit(
             self.model, self.tokenizer, max_length=dc.max_length, where=self.resolved.source
         )
@@ -228,273 +237,211 @@ class _Trainer:
             self.tokenizer, self.data.validation.texts, max_length=dc.max_length,
             pairs=self.data.validation.pairs,
         )  # fmt: skip
-        if cfg.privacy.enabled:
-            plan = plan_privacy(cfg, train_rows=len(self.data.train))
-            self.private = PrivateTraining(
-                plan, device=self.accelerator.device, criterion=self.task.loss
-            )
-            self.private.freeze(self.model)
+        self.strategy.setup(
+            config=cfg, model=self.model, encoded=self.train_enc, targets=self.data.train.labels,
+            pad_id=self.pad_id, criterion=self.task.loss, device=self.accelerator.device,
+        )  # fmt: skip
 
-    def _loader(self) -> Any:
-        tc = self.config.train
-        if self.private is not None:
-            return self._private_loader()
-        self.sampler: LengthGroupedBatchSampler | PoissonBatchSampler = LengthGroupedBatchSampler(
-            self.train_enc.lengths(),
-            batch_size=tc.batch_size,
-            seed=tc.seed,
-            group_by_length=tc.group_by_length,
-        )
-        encoded, labels, pad = self.train_enc, self.data.train.labels, self.pad_id
-        return torch.utils.data.DataLoader(
-            _Indices(len(encoded)),
-            batch_sampler=self.sampler,
-            collate_fn=lambda idx: encoded.batch(idx, pad_id=pad, labels=[labels[i] for i in idx]),
+    def run(self, resume_from: Path | None) -> TrainedModel:
+        self._prepare(resume_from)
+        with StopRequest() as stop:
+            try:
+                while self.state.epoch < self.config.train.epochs and self.stopped is None:
+                    self._epoch(stop)
+            except KeyboardInterrupt:
+                raise self._interrupted() from None
+        self._finish()
+        return self._result()
+
+    # -- before the first step ------------------------------------------------------------
+
+    def _prepare(self, resume_from: Path | None) -> None:
+        acc, tc = self.accelerator, self.config.train
+        self.order = self.strategy.batch_order()
+        loader = torch.utils.data.DataLoader(
+            _Indices(len(self.train_enc)),
+            batch_sampler=self.order,
+            collate_fn=self.strategy.collate,
             # Its own generator: a new iterator then draws no number from the global RNG,
             # so dropout after a resume sees the same random stream as an uninterrupted run.
             generator=torch.Generator().manual_seed(tc.seed),
         )
-
-    def _private_loader(self) -> Any:
-        """Poisson-sampled batches, each as a list of padded physical batches."""
-        assert self.private is not None
-        self.sampler = self.private.sampler(self.train_enc.lengths())
-        check_sampler(self.sampler)
-        encoded, labels, pad = self.train_enc, self.data.train.labels, self.pad_id
-        physical = self.private.plan.physical_batch_size
-        return torch.utils.data.DataLoader(
-            _Indices(len(encoded)),
-            batch_sampler=self.sampler,
-            collate_fn=lambda idx: physical_batches(
-                idx, encoded=encoded, labels=labels, pad_id=pad, physical_batch_size=physical
-            ),
-            generator=torch.Generator().manual_seed(self.config.train.seed),  # as in _loader
-        )
-
-    def _privacy_fields(self, *, live: bool = False) -> dict[str, float]:
-        """ε spent so far, for the progress bar (``live``) and the history."""
-        if self.private is None:
-            return {}
-        if live:
-            return {"epsilon": self.private.epsilon_for_display()}
-        return {"epsilon": round(self.private.epsilon(), 4)}
-
-    def validate(self) -> dict[str, float]:
-        model = self.accelerator.unwrap_model(self.model)
-        batch = max(64, self.config.train.batch_size * 2)
-        with self.accelerator.autocast():
-            logits = compute_logits(
-                model,
-                self.val_enc,
-                batch_size=batch,
-                pad_id=self.pad_id,
-                device=self.accelerator.device,
-            )
-        model.train()
-        return self.task.quick_metrics(np.asarray(self.data.validation.labels), logits)
-
-    def run(self, resume_from: Path | None) -> TrainedModel:
-        acc, tc = self.accelerator, self.config.train
-        loader = self._loader()
-        batches_per_epoch = len(self.sampler)
-        steps_per_epoch = -(-batches_per_epoch // acc.gradient_accumulation_steps)
+        self.batches_per_epoch = len(self.order)
+        steps_per_epoch = -(-self.batches_per_epoch // acc.gradient_accumulation_steps)
         total_steps = steps_per_epoch * tc.epochs
         optimizer = build_optimizer(self.model, tc)
-        scheduler = build_scheduler(
+        self.scheduler = build_scheduler(
             optimizer, total_steps=total_steps, warmup_ratio=tc.warmup_ratio
         )
-        if self.private is not None:
-            # the model stays unwrapped: Opacus hooks it, the noisy optimizer wraps AdamW
-            self.model = self.model.to(acc.device)
-            self.private.attach(self.model, optimizer)
-        else:
-            self.model, optimizer, loader = acc.prepare(self.model, optimizer, loader)
-        state = TrainingState()
-        if resume_from is not None:
-            state, info = load_checkpoint(
-                resume_from,
-                model=acc.unwrap_model(self.model),
-                optimizer=optimizer,
-                scheduler=scheduler,
-            )
-            if info.get("data") != _fingerprints(self.data):
-                error = PrivacyError if self.private is not None else CheckpointError
-                why = (
-                    "; a DP run's ε is accounted for one fixed training set" if self.private else ""
-                )
-                raise error(
-                    f"the training data changed since checkpoint {resume_from.name} was written; "
-                    f"resume needs the same files (or start a new run without --resume){why}"
-                )
-            if self.private is not None:
-                self.private.load_state_dict(state.extra.get("privacy"))
-            self.progress.message(
-                f"resuming from {resume_from.name} (step {state.step}, epoch {state.epoch + 1})"
-            )
+        self.model, optimizer, self.loader = self.strategy.prepare(
+            acc, self.model, optimizer, loader
+        )
+        self.saving = CheckpointPolicy(
+            self.checkpoints, accelerator=acc, optimizer=optimizer, scheduler=self.scheduler,
+            run_info={"config": self.config.to_dict(), "data": _fingerprints(self.data)},
+            keep=tc.keep_checkpoints,
+        )  # fmt: skip
+        self.state = TrainingState() if resume_from is None else self._resume(resume_from)
         if self.redaction is not None:
-            state.extra["redaction"] = self.redaction
+            self.state.extra["redaction"] = self.redaction
         if self.sizing is not None:  # in every checkpoint: a resumed run records it too
-            state.extra["sizing"] = self.sizing
-        run_info = {"config": self.config.to_dict(), "data": _fingerprints(self.data)}
-        stopped_early = False
+            self.state.extra["sizing"] = self.sizing
+        self.validator = Validator(
+            accelerator=acc, task=self.task, encoded=self.val_enc,
+            targets=self.data.validation.labels, pad_id=self.pad_id,
+            batch_size=max(64, tc.batch_size * 2),
+        )  # fmt: skip
+        self.early_stopping = EarlyStopping(
+            self.task, selection=self.selection, patience=tc.early_stopping_patience
+        )
+        self.stopped: str | None = None  # why training ended before its last epoch
         self.model.train()
-        self.progress.start("train", total=total_steps, completed=state.step)
-        started, samples_at_start = time.perf_counter(), state.samples_seen
-        since_eval_loss, since_eval_n, since_eval_samples, since_eval_t = (
-            0.0,
-            0,
-            0,
-            time.perf_counter(),
+        self.progress.start("train", total=total_steps, completed=self.state.step)
+        self.started, self.samples_at_start = time.perf_counter(), self.state.samples_seen
+        self.window = _Window()
+        self.segment_started = time.perf_counter()  # train_time_s is added up per checkpoint
+
+    def _resume(self, checkpoint: Path) -> TrainingState:
+        state, info = load_checkpoint(
+            checkpoint,
+            model=self.accelerator.unwrap_model(self.model),
+            optimizer=self.saving.optimizer,
+            scheduler=self.scheduler,
+        )
+        if info.get("data") != _fingerprints(self.data):
+            raise self.strategy.changed_data_error(
+                f"the training data changed since checkpoint {checkpoint.name} was written; "
+                "resume needs the same files (or start a new run without --resume)"
+            )
+        self.strategy.load_state_dict(state.extra)
+        self.progress.message(
+            f"resuming from {checkpoint.name} (step {state.step}, epoch {state.epoch + 1})"
+        )
+        return state
+
+    # -- training -------------------------------------------------------------------------
+
+    def _epoch(self, stop: StopRequest) -> None:
+        """The rest of the current epoch; validation within it or at its end."""
+        state, tc = self.state, self.config.train
+        self.order.position(state.epoch, start_batch=state.batches_done)
+        for batch in self.loader:
+            loss, examples = self.strategy.step(batch)
+            state.batches_done += 1
+            state.samples_seen += examples
+            self.window.add(loss, examples)
+            if not self.strategy.optimizer_stepped:
+                continue
+            self._stepped(loss)
+            if self.stopped is None and tc.evaluate_every and state.step % tc.evaluate_every == 0:
+                self.stopped = self._validate()
+            if self.stopped is not None:
+                return
+            if stop.requested:
+                raise KeyboardInterrupt
+        state.epoch += 1
+        state.batches_done = 0
+        if not tc.evaluate_every:
+            self.stopped = self._validate()
+
+    def _stepped(self, loss: float) -> None:
+        """An optimizer step is complete: the schedule, the count, the progress figures."""
+        state = self.state
+        self.scheduler.step()
+        state.step += 1
+        rate = (state.samples_seen - self.samples_at_start) / max(
+            time.perf_counter() - self.started, 1e-9
+        )
+        fields: dict[str, Any] = {
+            "loss": loss, "samples_per_s": rate, "epoch": state.epoch + 1,
+            **self.strategy.progress_fields(live=True),
+        }  # fmt: skip
+        self.progress.advance("train", 1, **fields)
+        reason = self.observers.log(state.step, {**fields, "lr": self.scheduler.get_last_lr()[0]})
+        if reason is not None:
+            self.progress.message(f"step {state.step}: training stopped ({reason})")
+            self.stopped = reason
+
+    def _validate(self) -> str | None:
+        """Validate, record, keep the best weights and a checkpoint; returns why training
+        should stop now (early stopping, an observer), or None."""
+        state, window = self.state, self.window
+        overhead_started = time.perf_counter()
+        metrics = self.validator(self.model)
+        elapsed = time.perf_counter() - window.started
+        epoch = round(state.epoch + state.batches_done / max(self.batches_per_epoch, 1), 3)
+        state.history.append({
+            "epoch": epoch, "step": state.step, "train_loss": window.loss / max(window.batches, 1),
+            **{f"val_{name}": value for name, value in metrics.items()},
+            "lr": self.scheduler.get_last_lr()[0], "samples_per_s": window.samples / max(elapsed, 1e-9),
+            **self.strategy.progress_fields(live=False),
+        })  # fmt: skip
+        window.restart()
+        main = self.task.headline[0]
+        self.progress.message(
+            f"step {state.step}: val {main} {metrics[main]:.4f}, val loss {metrics['loss']:.4f}"
+        )
+        if self.early_stopping.update(state, metrics):
+            self.saving.save_best(self.model)
+        self._checkpoint()
+        reason = _EARLY_STOPPING if self.early_stopping.exhausted(state) else None
+        asked = self.observers.validation(state.step, epoch, metrics)
+        if reason is None and asked is not None:
+            self.progress.message(f"step {state.step}: training stopped ({asked})")
+            reason = asked
+        state.overhead_time_s += time.perf_counter() - overhead_started
+        window.started = time.perf_counter()
+        return reason
+
+    def _checkpoint(self) -> None:
+        now = time.perf_counter()
+        self.state.train_time_s += now - self.segment_started
+        self.segment_started = now
+        self.state.extra.update(self.strategy.state_dict())
+        self.saving.save(self.model, self.state)
+
+    def _interrupted(self) -> TrainingInterrupted:
+        """Ctrl-C: a checkpoint to resume from (or, replacing a run, none: the old one stays)."""
+        step = self.state.step
+        if self.staging is not None:  # the staging folder goes; the old run stays
+            self.progress.end("train")
+            return TrainingInterrupted(
+                f"training stopped at step {step}; {self.output} is unchanged (--overwrite "
+                "replaces it only with a complete run). Start again with --overwrite"
+            )
+        self._checkpoint()
+        self.progress.end("train")
+        return TrainingInterrupted(
+            f"training stopped at step {step}; checkpoint saved. Continue with: "
+            f"trustune train --output {self.output} --resume"
         )
 
-        def checkpoint() -> None:
-            state.train_time_s += time.perf_counter() - started_segment[0]
-            started_segment[0] = time.perf_counter()
-            if self.private is not None:
-                state.extra["privacy"] = self.private.state_dict()
-            if acc.is_main_process:
-                save_checkpoint(
-                    self.checkpoints,
-                    model=acc.unwrap_model(self.model),
-                    optimizer=optimizer,
-                    scheduler=scheduler,
-                    state=state,
-                    run_info=run_info,
-                    keep=tc.keep_checkpoints,
-                )
-            acc.wait_for_everyone()
+    # -- after the last step --------------------------------------------------------------
 
-        def evaluate() -> bool:
-            nonlocal since_eval_loss, since_eval_n, since_eval_samples, since_eval_t
-            overhead_started = time.perf_counter()
-            metrics = self.validate()
-            elapsed = time.perf_counter() - since_eval_t
-            entry = {
-                "epoch": round(state.epoch + state.batches_done / max(batches_per_epoch, 1), 3),
-                "step": state.step,
-                "train_loss": since_eval_loss / max(since_eval_n, 1),
-                **{f"val_{name}": value for name, value in metrics.items()},
-                "lr": scheduler.get_last_lr()[0], "samples_per_s": since_eval_samples / max(elapsed, 1e-9),
-                **self._privacy_fields(),
-            }  # fmt: skip
-            state.history.append(entry)
-            since_eval_loss, since_eval_n, since_eval_samples, since_eval_t = (
-                0.0,
-                0,
-                0,
-                time.perf_counter(),
-            )
-            value = self.task.selection_value(metrics, self.selection)
-            main = self.task.headline[0]
-            self.progress.message(
-                f"step {state.step}: val {main} {metrics[main]:.4f}, val loss {metrics['loss']:.4f}"
-            )
-            if state.best_metric is None or value > state.best_metric:
-                state.best_metric, state.best_step = value, state.step
-                state.evaluations_without_improvement = 0
-                if acc.is_main_process:
-                    best = self.checkpoints / "best" / "model.safetensors"
-                    save_weights_atomic(acc.unwrap_model(self.model), best)
-            else:
-                state.evaluations_without_improvement += 1
-            checkpoint()
-            state.overhead_time_s += time.perf_counter() - overhead_started
-            since_eval_t = time.perf_counter()
-            return (
-                bool(tc.early_stopping_patience)
-                and state.evaluations_without_improvement >= tc.early_stopping_patience
-            )
-
-        started_segment = [time.perf_counter()]
-        with StopRequest() as stop:
-            try:
-                while state.epoch < tc.epochs and not stopped_early:
-                    self.sampler.position(state.epoch, start_batch=state.batches_done)
-                    for batch in loader:
-                        if self.private is not None:  # clipped per example, noised
-                            loss_value, n = self.private.step(batch)
-                        else:
-                            with acc.accumulate(self.model):
-                                targets = batch.pop("labels")
-                                logits = self.model(**batch).logits
-                                loss = self.task.loss(logits, targets).mean()
-                                acc.backward(loss)
-                                if acc.sync_gradients and tc.max_grad_norm:
-                                    acc.clip_grad_norm_(self.model.parameters(), tc.max_grad_norm)
-                                optimizer.step()
-                                optimizer.zero_grad(set_to_none=True)
-                            n = int(batch["input_ids"].shape[0]) * acc.num_processes
-                            loss_value = float(loss.detach())
-                        state.batches_done += 1
-                        state.samples_seen += n
-                        since_eval_samples += n
-                        since_eval_loss += loss_value
-                        since_eval_n += 1
-                        if acc.sync_gradients:
-                            scheduler.step()
-                            state.step += 1
-                            rate = (state.samples_seen - samples_at_start) / max(
-                                time.perf_counter() - started, 1e-9
-                            )
-                            self.progress.advance(
-                                "train",
-                                1,
-                                loss=loss_value,
-                                samples_per_s=rate,
-                                epoch=state.epoch + 1,
-                                **self._privacy_fields(live=True),
-                            )
-                            if (
-                                tc.evaluate_every
-                                and state.step % tc.evaluate_every == 0
-                                and evaluate()
-                            ):
-                                stopped_early = True
-                                break
-                            if stop.requested:
-                                raise KeyboardInterrupt
-                    else:
-                        state.epoch += 1
-                        state.batches_done = 0
-                        if not tc.evaluate_every and evaluate():
-                            stopped_early = True
-            except KeyboardInterrupt:
-                if self.staging is not None:  # the staging folder goes; the old run stays
-                    self.progress.end("train")
-                    raise TrainingInterrupted(
-                        f"training stopped at step {state.step}; {self.output} is unchanged "
-                        "(--overwrite replaces it only with a complete run). Start again with "
-                        "--overwrite"
-                    ) from None
-                checkpoint()
-                self.progress.end("train")
-                raise TrainingInterrupted(
-                    f"training stopped at step {state.step}; checkpoint saved. Continue with: "
-                    f"trustune train --output {self.output} --resume"
-                ) from None
-        state.train_time_s += time.perf_counter() - started_segment[0]
-        if self.private is not None:
-            state.extra["privacy"] = self.private.state_dict()
-            self.private.detach()
-        if (
-            tc.evaluate_every
-            and not stopped_early
-            and (not state.history or state.history[-1]["step"] != state.step)
+    def _finish(self) -> None:
+        state = self.state
+        state.train_time_s += time.perf_counter() - self.segment_started
+        self.segment_started = time.perf_counter()
+        state.extra.update(self.strategy.state_dict())
+        self.strategy.finish()
+        # the last steps since a validation (--evaluate-every, a stop asked at a logging step)
+        # are validated too; after early stopping the last validation is the current step
+        if self.stopped != _EARLY_STOPPING and (
+            not state.history or state.history[-1]["step"] != state.step
         ):
-            evaluate()
+            self._validate()
         self.progress.end("train")
+
+    def _result(self) -> TrainedModel:
+        acc = self.accelerator
         # without Accelerate's autocast wrapper: the run is written and measured in full precision
         model = acc.unwrap_model(self.model, keep_fp32_wrapper=False)
-        best = self.checkpoints / "best" / "model.safetensors"
-        if best.exists():
-            from safetensors.torch import load_file
-
-            load_weights(model, load_file(str(best)), where=str(best))
+        self.saving.restore_best(model)
         model.eval()
         return TrainedModel(
             model=model, tokenizer=self.tokenizer, data=self.data, task=self.task, selection=self.selection, resolved=self.resolved, config=self.config,
-            state=state, precision=self.precision, attention=self.attention, device=str(acc.device), world_size=acc.num_processes,
-            stopped_early=stopped_early,
+            state=self.state, precision=self.precision, attention=self.attention, device=str(acc.device), world_size=acc.num_processes,
+            stopped_early=self.stopped is not None,
             truncated={"train": self.train_enc.truncated, "validation": self.val_enc.truncated},
             staging=self.staging,
         )  # fmt: skip
@@ -512,6 +459,8 @@ def train_model(
     resume: bool = False,
     overwrite: bool = False,
     progress: Progress | None = None,
+    observers: Sequence[LoopObserver] = (),
+    step: StepFactory = step_for,
 ) -> TrainedModel:
     """Fine-tune per ``config`` with checkpoints under ``output/checkpoints``.
 
@@ -519,10 +468,16 @@ def train_model(
     differs from it is refused (the schedule and data order depend on it). With ``overwrite``
     an existing run is not touched: the new one is trained in a hidden sibling folder that
     :func:`trustune.run.write_trained_run` swaps in when complete; any failure removes it.
+    ``observers`` see every logging step and validation and may stop training
+    (:mod:`trustune.train.observer`); ``step`` builds the step strategy from the run's
+    configuration (default: :func:`~trustune.train.step.step_for`, plain or DP-SGD).
     """
     resume_from, staging = _prepare_output(output, resume=resume, overwrite=overwrite)
     try:
-        return _train(config, output, resume_from, staging, progress or Progress())
+        return _train(
+            config, output, resume_from, staging, progress or Progress(),
+            observers=observers, step=step,
+        )  # fmt: skip
     except BaseException:
         if staging is not None:
             discard_staging(staging)
@@ -535,6 +490,9 @@ def _train(
     resume_from: Path | None,
     staging: Path | None,
     progress: Progress,
+    *,
+    observers: Sequence[LoopObserver],
+    step: StepFactory,
 ) -> TrainedModel:
     if resume_from is not None:
         saved = read_checkpoint_info(resume_from)
@@ -552,6 +510,6 @@ def _train(
     from accelerate.utils import set_seed
 
     set_seed(config.train.seed)
-    trainer = _Trainer(config, output, progress, staging=staging)
+    trainer = _Trainer(config, output, progress, staging=staging, step=step, observers=observers)
     trainer.load()
     return trainer.run(resume_from)

@@ -8,7 +8,7 @@ from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
 
 from trustune.explain.batch import TokenBatch
 from trustune.explain.model import ExplainableModel
-from trustune.explain.registry import ExplainOptions, MethodResult, register_explainer
+from trustune.explain.registry import ExplainOptions, MethodResult
 from trustune.explain.words import merge_pieces
 
 __all__ = ["gradient_x_input", "integrated_gradients", "saliency"]
@@ -35,12 +35,6 @@ def rows_per_pass(batch: TokenBatch, options: ExplainOptions) -> int:
     return max(len(batch), min(len(batch) * options.n_steps, _TOKENS_PER_PASS // seq))
 
 
-@register_explainer(
-    "integrated-gradients",
-    summary="layer integrated gradients on the token embeddings from a [PAD] baseline; "
-    "scores add up to p(text) - p(baseline) (the reported delta is the error)",
-    needs_gradients=True,
-)
 def integrated_gradients(
     model: ExplainableModel, batch: TokenBatch, options: ExplainOptions
 ) -> MethodResult:
@@ -59,11 +53,6 @@ def integrated_gradients(
     return MethodResult(_to_words(token_scores, batch), [float(d) for d in delta])
 
 
-@register_explainer(
-    "gradient-x-input",
-    summary="gradient times the token embedding (one backward pass; fast, first-order)",
-    needs_gradients=True,
-)
 def gradient_x_input(
     model: ExplainableModel, batch: TokenBatch, options: ExplainOptions
 ) -> MethodResult:
@@ -78,12 +67,6 @@ def gradient_x_input(
     return MethodResult(_to_words(attributions.sum(dim=-1), batch))
 
 
-@register_explainer(
-    "saliency",
-    summary="size of the gradient at each token embedding (one backward pass; unsigned)",
-    needs_gradients=True,
-    signed=False,
-)
 def saliency(model: ExplainableModel, batch: TokenBatch, options: ExplainOptions) -> MethodResult:
     method = LayerGradientXActivation(
         model.probabilities, model.embeddings, multiply_by_inputs=False

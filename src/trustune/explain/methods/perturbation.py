@@ -11,7 +11,7 @@ from captum.attr import FeatureAblation, KernelShap
 
 from trustune.explain.batch import TokenBatch
 from trustune.explain.model import ExplainableModel
-from trustune.explain.registry import ExplainOptions, MethodResult, register_explainer
+from trustune.explain.registry import ExplainOptions, MethodResult
 
 __all__ = ["kernel_shap", "occlusion"]
 
@@ -21,12 +21,6 @@ def _first_tokens(word_mask: torch.Tensor, n_words: int) -> torch.Tensor:
     return torch.stack([torch.nonzero(word_mask == w)[0, 0] for w in range(n_words)])
 
 
-@register_explainer(
-    "occlusion",
-    summary="drop in the target probability when one word is replaced by [PAD] "
-    "(one forward pass per word; needs only predictions)",
-    needs_gradients=False,
-)
 def occlusion(model: ExplainableModel, batch: TokenBatch, options: ExplainOptions) -> MethodResult:
     max_words = max(t.n_words for t in batch.texts)
     with torch.inference_mode():
@@ -45,13 +39,6 @@ def occlusion(model: ExplainableModel, batch: TokenBatch, options: ExplainOption
     return MethodResult(scores)
 
 
-@register_explainer(
-    "kernel-shap",
-    summary="Shapley values of the words estimated from random word subsets "
-    "(needs only predictions; slower, n_samples forward passes per text)",
-    needs_gradients=False,
-    batched=False,
-)
 def kernel_shap(
     model: ExplainableModel, batch: TokenBatch, options: ExplainOptions
 ) -> MethodResult:
