@@ -19,7 +19,7 @@ def test_top_level_surface() -> None:
     "module",
     ["trustune.data", "trustune.models", "trustune.evaluate", "trustune.report", "trustune.errors",
      "trustune.config", "trustune.train.checkpoint", "trustune.train.batching",
-     "trustune.store", "trustune.serve", "trustune.tasks", "trustune.manifest"],
+     "trustune.store", "trustune.serve", "trustune.tasks", "trustune.manifest", "trustune.runs"],
 )  # fmt: skip
 def test_every_public_name_exists(module: str) -> None:
     mod = importlib.import_module(module)

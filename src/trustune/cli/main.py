@@ -37,6 +37,7 @@ __all__ = ["build_parser", "main"]
 _COMMANDS = (
     *(demo, train, evaluate, predict, explain, report),
     __import__("trustune.cli.prune", fromlist=["add_parser"]),  # deletes a run's checkpoints
+    __import__("trustune.cli.runs", fromlist=["add_parser"]),  # list and compare runs
     audit,  # evidence about a run: `audit privacy` (membership inference), ...
     # protecting a run: keys, encryption at rest, signatures (trustune.security)
     *(keygen, encrypt, decrypt, rekey, signing_keygen, sign, verify),
