@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # type checkers see the names; at run time they are imported 
     from trustune.errors import TrustuneError
     from trustune.progress import Progress
     from trustune.regressor import ScorePrediction, TextRegressor
+    from trustune.tuning import TuneResult, TuneSettings, tune
 
 __all__ = [
     "DataConfig",
@@ -27,10 +28,13 @@ __all__ = [
     "TextRegressor",
     "TrainConfig",
     "TrustuneError",
+    "TuneResult",
+    "TuneSettings",
     "__version__",
     "finetune",
     "load",
     "load_config",
+    "tune",
 ]
 
 # Importing torch and transformers takes seconds, so `import trustune` (and `trustune --help`)
@@ -50,6 +54,9 @@ _LAZY = {
     "load_config": "trustune.config",
     "TrustuneError": "trustune.errors",
     "Progress": "trustune.progress",
+    "TuneResult": "trustune.tuning",
+    "TuneSettings": "trustune.tuning",
+    "tune": "trustune.tuning",
 }
 
 

@@ -28,7 +28,7 @@ DataSource: TypeAlias = (
     "str | Path | pd.DataFrame | Sequence[Mapping[str, Any]] | Sequence[tuple[Any, Any]]"
 )
 
-__all__ = ["Run", "finetune", "load", "option_names"]
+__all__ = ["Run", "finetune", "load", "option_names", "run_config"]
 
 # finetune's own arguments for these config fields (the rest are keywords named like the CLI flags)
 _NAMED = {
@@ -54,6 +54,34 @@ def _options() -> dict[str, tuple[str, str]]:
 def option_names() -> list[str]:
     """The keyword options ``finetune`` takes besides its named arguments."""
     return sorted(_options())
+
+
+def run_config(
+    config: RunConfig | str | Path | None = None,
+    *,
+    data: str | Path | None = None,
+    validation: str | Path | None = None,
+    model: str | None = None,
+    **options: Any,
+) -> RunConfig:
+    """The configuration ``finetune`` would train from these arguments (files only; for
+    ``trustune.tune``, whose study keeps the configuration)."""
+    known = _options()
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown}. Allowed: {sorted(known)}")
+    base = load_config(config) if isinstance(config, str | Path) else (config or RunConfig())
+    overrides: dict[str, dict[str, Any]] = {"data": {}, "model": {}}
+    if data is not None:
+        overrides["data"]["train_file"] = str(data)
+    if validation is not None:
+        overrides["data"]["validation_file"] = str(validation)
+    if model is not None:
+        overrides["model"]["name"] = model
+    for keyword, value in options.items():
+        section, field = known[keyword]
+        overrides.setdefault(section, {})[field] = value
+    return base.with_overrides(overrides)
 
 
 class Run:
@@ -205,6 +233,8 @@ def finetune(
     progress: Progress | bool | None = True,
     measure_latency: bool = True,
     observers: Sequence[LoopObserver] | None = None,
+    track: Sequence[str] = (),
+    track_experiment: str | None = None,
     **options: Any,
 ) -> Run:
     """Fine-tune a pretrained transformer on labeled texts and write the run folder.
@@ -217,10 +247,14 @@ def finetune(
     on stderr) or False (silent). ``observers``: objects with ``on_log(step, fields)`` and
     ``on_validation(step, epoch, metrics)`` (:class:`~trustune.train.observer.LoopObserver`)
     for trackers and tuners; raising :class:`~trustune.errors.StopTraining` from either ends
-    training as early stopping does.
+    training as early stopping does. ``track``: ``--track`` specs (``["mlflow:sqlite:///m.db",
+    "tensorboard:tb"]``, docs/tracking.md), the run tracked under its folder's name in the
+    experiment ``track_experiment`` (default ``trustune``); none unless given.
     """
     from trustune.run import write_trained_run
+    from trustune.tracking import tracking_observers
     from trustune.train.loop import train_model
+    from trustune.train.observer import Observers
 
     known = _options()
     unknown = sorted(set(options) - set(known))
@@ -251,11 +285,22 @@ def finetune(
         nothing_given = data is None and config is None and model is None and not options
         run_config = None if resume and nothing_given else base.with_overrides(overrides)
         run_dir = Path(output)
+        trackers = tracking_observers(  # checked before training: a bad spec fails here
+            track, run_name=run_dir.resolve().name, experiment=track_experiment,
+            warn=(lambda text: shown.message(f"warning: {text}")) if shown is not None else None,
+        )  # fmt: skip
+        watching = Observers([*(observers or ()), *trackers])
         with _library_bars_off(warnings=True):
-            trained = train_model(
-                run_config, run_dir, resume=resume, overwrite=overwrite, progress=shown,
-                observers=observers or (),
-            )  # fmt: skip
-            if shown:
-                shown.message("writing the run folder and report")
-            return Run(write_trained_run(run_dir, trained, measure_latency=measure_latency))
+            try:
+                trained = train_model(
+                    run_config, run_dir, resume=resume, overwrite=overwrite, progress=shown,
+                    observers=watching.observers,
+                )  # fmt: skip
+                if shown:
+                    shown.message("writing the run folder and report")
+                run = Run(write_trained_run(run_dir, trained, measure_latency=measure_latency))
+            except BaseException as e:
+                watching.abort(e)
+                raise
+            watching.finish(run.path, run.metrics, run.manifest)
+            return run

@@ -23,7 +23,13 @@ from typing import Any
 
 from trustune.config import settings_flags
 
-__all__ = ["HelpFormatter", "add_settings_flags", "flag_arguments", "settings_values"]
+__all__ = [
+    "ExamplesFormatter",
+    "HelpFormatter",
+    "add_settings_flags",
+    "flag_arguments",
+    "settings_values",
+]
 
 
 def flag_arguments(
@@ -73,6 +79,16 @@ class HelpFormatter(argparse.HelpFormatter):
 
     def _split_lines(self, text: str, width: int) -> list[str]:
         return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+class ExamplesFormatter(argparse.HelpFormatter):
+    """Fills paragraphs as argparse does, but keeps the lines of a text that has line breaks
+    (an epilog of examples)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" not in text:
+            return super()._fill_text(text, width, indent)
+        return "".join(indent + line for line in text.splitlines(keepends=True))
 
 
 def add_settings_flags(

@@ -38,6 +38,7 @@ _COMMANDS = (
     *(demo, train, evaluate, predict, explain, report),
     __import__("trustune.cli.prune", fromlist=["add_parser"]),  # deletes a run's checkpoints
     __import__("trustune.cli.runs", fromlist=["add_parser"]),  # list and compare runs
+    __import__("trustune.cli.tune", fromlist=["add_parser"]),  # hyperparameter search (Optuna)
     audit,  # evidence about a run: `audit privacy` (membership inference), ...
     # protecting a run: keys, encryption at rest, signatures (trustune.security)
     *(keygen, encrypt, decrypt, rekey, signing_keygen, sign, verify),

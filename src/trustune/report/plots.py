@@ -17,6 +17,8 @@ from trustune.report.fonts import LabelFonts, label_fonts
 __all__ = [
     "class_distribution",
     "confusion_matrix",
+    "importance_bars",
+    "optimization_history",
     "pr_curves",
     "predicted_vs_true",
     "reliability_diagram",
@@ -330,4 +332,48 @@ def residual_histogram(residuals: Any) -> str | None:
     axes.axvline(0.0, **_DIAGONAL)
     axes.set_xlabel("residual (predicted − true)", fontsize=8)
     axes.set_ylabel("rows", fontsize=8)
+    return _data_uri(figure)
+
+
+def optimization_history(trials: Any, *, metric: str = "objective") -> str | None:
+    """A study's trials in order: each finished trial's value (pruned ones at their last
+    report, hollow) and the best so far."""
+    if not isinstance(trials, Sequence):
+        return None
+    done = [(t.get("number"), _number(t.get("metric_value")), t.get("state")) for t in trials
+            if isinstance(t, Mapping)]  # fmt: skip
+    points = [(n, v, s) for n, v, s in done if isinstance(n, int) and v is not None]
+    if not points:
+        return None
+    figure, axes = _figure(4.6, 2.8)
+    complete = [(n, v) for n, v, s in points if s == "complete"]
+    others = [(n, v) for n, v, s in points if s != "complete"]
+    if complete:
+        axes.plot([n for n, _ in complete], [v for _, v in complete], "o", markersize=4,
+                  label="trial")  # fmt: skip
+        best, line = None, []
+        lower = metric in ("loss", "mse", "mae")
+        for n, v in complete:
+            best = v if best is None or (v < best if lower else v > best) else best
+            line.append((n, best))
+        axes.step([n for n, _ in line], [b for _, b in line], where="post", linewidth=1.5,
+                  label="best so far")  # fmt: skip
+    if others:
+        axes.plot([n for n, _ in others], [v for _, v in others], "o", markersize=4,
+                  markerfacecolor="none", label="pruned")  # fmt: skip
+    axes.set_xlabel("trial", fontsize=8)
+    axes.set_ylabel(_plain(metric), fontsize=8)
+    _legend(axes, 3)
+    return _data_uri(figure)
+
+
+def importance_bars(importances: Any) -> str | None:
+    """Horizontal bars of parameter importances (largest on top)."""
+    if not isinstance(importances, Mapping) or not importances:
+        return None
+    items = sorted(((str(k), _number(v) or 0.0) for k, v in importances.items()),
+                   key=lambda kv: kv[1])  # fmt: skip
+    figure, axes = _figure(4.6, 0.5 + 0.35 * len(items))
+    axes.barh([_plain(k) for k, _ in items], [v for _, v in items], color="#3b82f6")
+    axes.set_xlabel("importance (fANOVA: share of the variance of the objective)", fontsize=8)
     return _data_uri(figure)

@@ -48,6 +48,7 @@ ENTRY_MODULES: tuple[str, ...] = (
     "trustune.report.regression",
     "trustune.report.speed",
     "trustune.privacy.report",
+    "trustune.tuning.report",
 )
 
 

@@ -24,12 +24,14 @@ from trustune.errors import StoreError
 __all__ = [
     "DEFAULT_DB_FILE",
     "ENV_DB",
+    "add_sqlite_pragmas",
     "database_errors",
     "default_db_url",
     "make_store_engine",
     "normalize_url",
     "require_existing",
     "safe_url",
+    "sqlite_engine_options",
 ]
 
 ENV_DB = "TRUSTUNE_DB"
@@ -127,7 +129,9 @@ def make_store_engine(url: URL) -> Engine:
     )
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def sqlite_engine_options(url: URL) -> dict[str, Any]:
+    """The ``create_engine`` keywords of a SQLite URL (busy timeout, one pool for all threads);
+    a missing folder is a :class:`StoreError`."""
     kwargs: dict[str, Any] = {
         # The pool hands a connection to one thread at a time; the server uses several threads.
         "connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
@@ -141,7 +145,12 @@ def _sqlite_engine(url: URL) -> Engine:
                 f"the folder {folder} for the database does not exist; "
                 "create it or pass another --db"
             )
-    engine = create_engine(url, **kwargs)
+    return kwargs
+
+
+def add_sqlite_pragmas(engine: Engine, url: URL) -> None:
+    """Every new connection of ``engine`` waits for locks and uses WAL (for engines made by
+    another library, such as Optuna's storage, as for the store's own)."""
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -155,6 +164,10 @@ def _sqlite_engine(url: URL) -> Engine:
         finally:
             cursor.close()
 
+
+def _sqlite_engine(url: URL) -> Engine:
+    engine = create_engine(url, **sqlite_engine_options(url))
+    add_sqlite_pragmas(engine, url)
     return engine
 
 

@@ -244,6 +244,8 @@ class _Trainer:
 
     def run(self, resume_from: Path | None) -> TrainedModel:
         self._prepare(resume_from)
+        # the configuration as resolved (sized defaults filled in), as the manifest records it
+        self.observers.start(self.config.to_dict(), self.staging or self.output)
         with StopRequest() as stop:
             try:
                 while self.state.epoch < self.config.train.epochs and self.stopped is None:
