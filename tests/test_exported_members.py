@@ -11,7 +11,7 @@ def test_top_level_surface() -> None:
     assert set(trustune.__all__) == {
         "DataConfig", "ModelConfig", "Prediction", "Progress", "Run", "RunConfig",
         "ScorePrediction", "TextClassifier", "TextRegressor", "TrainConfig", "TrustuneError",
-        "__version__", "finetune", "load", "load_config",
+        "TuneResult", "TuneSettings", "__version__", "finetune", "load", "load_config", "tune",
     }  # fmt: skip
 
 
@@ -19,7 +19,8 @@ def test_top_level_surface() -> None:
     "module",
     ["trustune.data", "trustune.models", "trustune.evaluate", "trustune.report", "trustune.errors",
      "trustune.config", "trustune.train.checkpoint", "trustune.train.batching",
-     "trustune.store", "trustune.serve", "trustune.tasks", "trustune.manifest", "trustune.runs"],
+     "trustune.store", "trustune.serve", "trustune.tasks", "trustune.manifest", "trustune.runs",
+     "trustune.tuning", "trustune.tracking"],
 )  # fmt: skip
 def test_every_public_name_exists(module: str) -> None:
     mod = importlib.import_module(module)
