@@ -38,6 +38,7 @@ from trustune.manifest import PrivacyRecord
 from trustune.progress import Progress
 from trustune.tuning.privacy_cost import StudyPrivacyCost, study_privacy_cost
 from trustune.tuning.pruning import PruningObserver
+from trustune.tuning.report import SUMMARY_FILE  # in OUTPUT and OUTPUT/best
 from trustune.tuning.settings import TuneSettings
 from trustune.tuning.space import (
     SearchSpace,
@@ -63,7 +64,6 @@ __all__ = ["BEST_DIR", "BEST_YAML", "SUMMARY_FILE", "TuneResult", "tune"]
 
 BEST_DIR = "best"
 BEST_YAML = "best.yaml"
-SUMMARY_FILE = "tune.json"  # in OUTPUT and in OUTPUT/best (the report section reads it)
 TRIALS_DIR = "trials"
 DB_FILE = "study.db"
 
