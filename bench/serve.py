@@ -65,6 +65,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="rounds (medians are reported)")
     p.add_argument("--train-rows", type=int, default=400, help="SST-2 rows to fine-tune on")
     p.add_argument("--run", type=Path, help="serve this run instead of training one")
+    p.add_argument(
+        "--baseline-run", type=Path,
+        help="the run the baseline serves (default: --run, or the run it was compressed from)",
+    )  # fmt: skip
     p.add_argument("--max-batch", type=int, default=32)
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument(
@@ -86,6 +90,13 @@ try:
 
 except ImportError:  # the parent does not need it
     pass
+
+
+def _plain_parent(run: Path) -> Path:
+    """The run a compressed run came from (the naive baseline serves the plain model)."""
+    manifest = json.loads((run / "trustune.json").read_text())
+    parent = (manifest.get("compression") or {}).get("parent") or {}
+    return Path(parent["run"]) if parent.get("run") else run
 
 
 def baseline_server(run: str, port: int, threads: int) -> None:
@@ -265,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         run = args.run.resolve() if args.run else _train(folder, args.train_rows)
         print(f"trained {run} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        baseline_run = args.baseline_run.resolve() if args.baseline_run else _plain_parent(run)
         from trustune.store import Store
 
         db = f"sqlite:///{folder / 'serve.db'}"
@@ -278,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
                 {"Authorization": f"Bearer {secret}"},
             ),
             "baseline": (
-                [sys.executable, str(Path(__file__).resolve()), "--baseline-server", str(run),
+                [sys.executable, str(Path(__file__).resolve()), "--baseline-server",
+                 str(baseline_run),
                  "--threads", str(args.threads)],
                 {},
             ),

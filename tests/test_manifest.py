@@ -54,7 +54,7 @@ def _keys(data: Any, prefix: str = "") -> set[str]:
 
 def test_the_public_names() -> None:
     assert set(trustune.manifest.__all__) == {
-        "DEFAULT_TASK", "FORMAT", "FORMAT_VERSION", "DataPart", "DataRecord",
+        "DEFAULT_TASK", "FORMAT", "FORMAT_VERSION", "CompressionRecord", "DataPart", "DataRecord",
         "EnvironmentRecord", "Layout", "Manifest", "ModelRecord", "PrivacyRecord", "Record",
         "TargetRecord", "TrainingRecord", "read_manifest", "write_manifest",
     }  # fmt: skip

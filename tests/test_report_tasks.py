@@ -168,7 +168,7 @@ def test_the_registry_chooses_sections_by_task() -> None:
     assert names[Slot.RESULT] == [
         "regression-metrics", "predicted-vs-true", "residuals", "error-by-range", "speed"
     ]  # fmt: skip
-    assert names[Slot.RUN] == ["tuning", "explanations", "privacy"]
+    assert names[Slot.RUN] == ["compression", "efficiency", "tuning", "explanations", "privacy"]
     # a task this release does not know keeps the sections of every task, nothing else
     unknown = [s.name for s in sections_for("text-ranking", Slot.RESULT)]
     assert unknown == ["speed"]

@@ -21,6 +21,9 @@ it into a one-line message and exit code 2 (a traceback only with ``--debug``).
     │   │                      truncated, reordered, missing or extra
     │   └── SignatureError     no signature, or it does not verify with the given public key
     ├── StoreError             the key/audit database cannot be opened, or a key or role is unknown
+    ├── CompressionError       a model cannot be compressed (an export or quantization failed),
+    │   │                      or the result loses more than --max-drop; nothing was written
+    │   └── AccuracyDropError  the accuracy guard refused the compressed model
     ├── StopTraining           not a failure: a loop observer (a tuner's pruner, ...) asks the
     │                          loop to stop; it ends like early stopping, with the best checkpoint
     └── TrainingInterrupted    Ctrl-C: a checkpoint was saved, resume with --resume
@@ -29,9 +32,11 @@ it into a one-line message and exit code 2 (a traceback only with ``--debug``).
 from __future__ import annotations
 
 __all__ = [
+    "AccuracyDropError",
     "ArtifactError",
     "CheckpointError",
     "ColumnError",
+    "CompressionError",
     "ConfigError",
     "DataError",
     "DataFileError",
@@ -119,6 +124,14 @@ class SignatureError(SecurityError):
 
 class StoreError(TrustuneError):
     """The key/audit database cannot be used, or a key id, role or limit is not valid."""
+
+
+class CompressionError(TrustuneError):
+    """A model cannot be compressed as asked; the parent run is untouched and nothing written."""
+
+
+class AccuracyDropError(CompressionError):
+    """The compressed model's main metric fell more than ``--max-drop`` below the parent's."""
 
 
 class StopTraining(TrustuneError):

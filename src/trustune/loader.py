@@ -12,7 +12,7 @@ from trustune.artifact import read_metrics, recover_run
 from trustune.errors import ArtifactError
 from trustune.loaded import LOADED, LoadedRun
 from trustune.manifest import read_manifest
-from trustune.models import ResolvedModel, load_classifier, load_tokenizer
+from trustune.models import ResolvedModel, load_run_model, load_tokenizer
 from trustune.tasks import task_of_manifest
 
 if TYPE_CHECKING:
@@ -55,7 +55,12 @@ def load(
     resolved = ResolvedModel(
         source=str(model_dir), location=str(model_dir.resolve()), is_local=True
     )
-    model = load_classifier(resolved)
+    compression = manifest.compression
+    model = load_run_model(
+        model_dir,
+        fmt=compression.format if compression else "transformers",
+        transform=compression.load_transform if compression else None,
+    )
     tokenizer = load_tokenizer(resolved)
     return cls(run_dir, model=model, tokenizer=tokenizer, manifest=manifest)
 

@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_TASK",
     "FORMAT",
     "FORMAT_VERSION",
+    "CompressionRecord",
     "DataPart",
     "DataRecord",
     "EnvironmentRecord",
@@ -238,6 +239,24 @@ class PrivacyRecord(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CompressionRecord(Record):
+    """``compression``: a run made from another by ``trustune compress``: the method, how its
+    model is stored and opened, the parent it came from and what the accuracy guard measured."""
+
+    ALWAYS = frozenset({"method", "format"})
+    method: str = ""
+    format: str = "transformers"  # "transformers" (safetensors) or "onnx" (model/model.onnx)
+    load_transform: str | None = None  # applied when loading, e.g. "dynamic-int8"
+    engine: str | None = None  # what runs it: "onnxruntime 1.x", "torch.ao dynamic int8", ...
+    parent: Mapping[str, Any] | None = None  # run folder, manifest and model hashes, method
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    guard: Mapping[str, Any] | None = None  # metric, parent and child values, drop, max_drop
+    candidates: tuple[Mapping[str, Any], ...] = ()  # --method auto: every candidate measured
+    hardware: Mapping[str, Any] | None = None  # CPU features the choice depended on
+    notes: tuple[str, ...] = ()  # what the method warned about (slow on this CPU, ...)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Manifest(Record):
     """A run's ``trustune.json``. Sections a run did not record read as empty records (or None
     where being absent means something: ``privacy``, ``encryption``, ``labels``, ``target``)."""
@@ -263,6 +282,7 @@ class Manifest(Record):
     metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # evaluation summaries
     explanations: Mapping[str, Any] | None = None  # the summary of explanations.json
     encryption: Mapping[str, Any] | None = None  # read by trustune.security.envelope
+    compression: CompressionRecord | None = None  # a run made by trustune compress
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str | Path | None = None) -> Manifest:

@@ -39,6 +39,8 @@ _COMMANDS = (
     __import__("trustune.cli.prune", fromlist=["add_parser"]),  # deletes a run's checkpoints
     __import__("trustune.cli.runs", fromlist=["add_parser"]),  # list and compare runs
     __import__("trustune.cli.tune", fromlist=["add_parser"]),  # hyperparameter search (Optuna)
+    __import__("trustune.cli.compress", fromlist=["add_parser"]),  # ONNX, int8, pruning, ...
+    __import__("trustune.cli.compare", fromlist=["add_parser"]),  # runs side by side: speed, size
     audit,  # evidence about a run: `audit privacy` (membership inference), ...
     # protecting a run: keys, encryption at rest, signatures (trustune.security)
     *(keygen, encrypt, decrypt, rekey, signing_keygen, sign, verify),

@@ -78,6 +78,10 @@ def _bind_problem(where: str, port: int, error: OSError) -> str:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)  # refuses --no-auth off loopback before loading anything
+    if settings.threads is not None:  # an ONNX run's session takes its threads when it is opened
+        import os
+
+        os.environ["TRUSTUNE_ORT_THREADS"] = str(settings.threads)
     check_address_free(settings.host, settings.port)  # before the model takes seconds to load
     try:
         from trustune.serve import serve

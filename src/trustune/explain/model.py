@@ -66,7 +66,8 @@ class ExplainableModel:
     def gradient_support(self) -> str | None:
         """None when gradients can flow to the input embeddings, else why they cannot."""
         if not isinstance(self.model, torch.nn.Module):
-            return f"it is a {type(self.model).__name__}, not a torch module"
+            reason = getattr(self.model, "no_gradients_reason", None)
+            return reason or f"it is a {type(self.model).__name__}, not a torch module"
         embeddings = getattr(self.model, "get_input_embeddings", lambda: None)()
         if not isinstance(embeddings, torch.nn.Module):
             return "it has no input embedding layer to attribute to"

@@ -8,6 +8,7 @@ from trustune.models.memory import (
     load_tokenizer_from_files,
 )
 from trustune.models.resolve import BUILTIN_MODELS, ResolvedModel, resolve_model
+from trustune.models.run_model import load_run_model, load_run_model_from_files
 from trustune.models.safe_load import (
     PICKLE_SUFFIXES,
     check_checkpoint_folder,
@@ -25,6 +26,8 @@ __all__ = [
     "check_checkpoint_folder",
     "load_classifier",
     "load_classifier_from_files",
+    "load_run_model",
+    "load_run_model_from_files",
     "load_tokenizer",
     "load_tokenizer_from_files",
     "read_header",

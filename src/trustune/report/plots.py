@@ -24,6 +24,7 @@ __all__ = [
     "reliability_diagram",
     "residual_histogram",
     "roc_curves",
+    "speed_accuracy",
     "training_curves",
 ]
 
@@ -376,4 +377,35 @@ def importance_bars(importances: Any) -> str | None:
     figure, axes = _figure(4.6, 0.5 + 0.35 * len(items))
     axes.barh([_plain(k) for k, _ in items], [v for _, v in items], color="#3b82f6")
     axes.set_xlabel("importance (fANOVA: share of the variance of the objective)", fontsize=8)
+    return _data_uri(figure)
+
+
+def speed_accuracy(points: Any, *, metric: str = "metric") -> str | None:
+    """Each compared run's throughput against its main metric, named: up and to the right is
+    faster and better (``trustune compare``)."""
+    if not isinstance(points, Sequence):
+        return None
+    drawn = []
+    for point in points:
+        if not isinstance(point, Mapping):
+            continue
+        speed, value = _number(point.get("throughput_per_s")), _number(point.get("value"))
+        if speed is not None and value is not None and speed > 0:
+            drawn.append((str(point.get("name", "")), speed, value))
+    if not drawn:
+        return None
+    fonts = label_fonts(name for name, _, _ in drawn)
+    figure, axes = _figure(4.6, 3.2)
+    for index, (name, speed, value) in enumerate(drawn):
+        axes.plot(speed, value, "o", markersize=6, color="#1e3a8a" if index == 0 else "#3b82f6")
+        axes.annotate(
+            _plain(fonts.text(name)), (speed, value), textcoords="offset points", xytext=(5, 4),
+            fontsize=7, fontfamily=list(fonts.families),
+        )  # fmt: skip
+    speeds = [speed for _, speed, _ in drawn]
+    if max(speeds) / min(speeds) > 20:  # int8 next to fp32 on a fast CPU: keep both readable
+        axes.set_xscale("log")
+    axes.margins(x=0.2, y=0.2)
+    axes.set_xlabel("throughput at batch 32 (texts/s)", fontsize=8)
+    axes.set_ylabel(_plain(metric), fontsize=8)
     return _data_uri(figure)

@@ -49,6 +49,7 @@ ENTRY_MODULES: tuple[str, ...] = (
     "trustune.report.speed",
     "trustune.privacy.report",
     "trustune.tuning.report",
+    "trustune.compress.report",
 )
 
 

@@ -61,7 +61,11 @@ def open_protected_run(
     ``manifest`` is the one the caller read and will use: that one is verified. Nothing is
     decrypted to disk: sealed files become buffers, the weights tensors over them.
     """
-    from trustune.models import load_classifier_from_files, load_tokenizer_from_files
+    from trustune.models import load_run_model_from_files, load_tokenizer_from_files
+
+    compression = manifest.compression
+    fmt = compression.format if compression else "transformers"
+    transform = compression.load_transform if compression else None
 
     if public_key is not None:
         if not isinstance(public_key, PublicKey):
@@ -70,7 +74,9 @@ def open_protected_run(
     if not is_encrypted(manifest):
         plain = VerifiedFolder(run_dir, "model", dict(manifest.files))
         _require_model(run_dir, plain.names())
-        return load_classifier_from_files(plain), load_tokenizer_from_files(plain)
+        return load_run_model_from_files(
+            plain, fmt=fmt, transform=transform
+        ), load_tokenizer_from_files(plain)
     source = resolve_key(key)
     if source is None:
         raise MissingKeyError(
@@ -80,9 +86,10 @@ def open_protected_run(
     sealed = SealedRun(run_dir, manifest, source).folder("model")
     names = sealed.names()
     _require_model(run_dir, names)
-    with sealed.prefetching([n for n in names if n.endswith(".safetensors")]):
+    weights = [n for n in names if n.endswith((".safetensors", ".onnx"))]
+    with sealed.prefetching(weights):
         tokenizer = load_tokenizer_from_files(sealed)  # while the weights are being decrypted
-        model = load_classifier_from_files(sealed)
+        model = load_run_model_from_files(sealed, fmt=fmt, transform=transform)
     return model, tokenizer
 
 
