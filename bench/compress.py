@@ -59,10 +59,6 @@ def _slice(src: Path, dst: Path, rows: int | None, seed: int) -> Path:
     return dst
 
 
-def _size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.suffix in (".onnx", ".safetensors"))
-
-
 class Baseline:
     """The plain export + quantize_dynamic user code, run directly."""
 
@@ -133,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     import trustune
     from trustune.compress import CompressSettings, compress
     from trustune.compress.hardware import cpu_features
+    from trustune.compress.runner import model_size
 
     now = dt.datetime.now(dt.UTC).astimezone()
     out_path = args.out or harness.RESULTS_DIR / f"compress-{now.strftime('%Y%m%dT%H%M%S')}.json"
@@ -187,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         logits = system["fn"](test_texts, 32)
         system["accuracy"] = float((logits.argmax(1) == labels).mean())
         if "size" not in system:
-            system["size"] = _size(Path(system["path"]) / "model")
+            system["size"] = model_size(Path(system["path"]) / "model")
     single = test_texts[: args.single]
     rounds: dict[str, dict[str, list[float]]] = {n: {"b32": [], "b1": []} for n in live}
     for r in range(args.repeats):
