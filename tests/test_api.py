@@ -38,11 +38,14 @@ def test_finetune_takes_rows_in_memory_and_keeps_libraries_quiet(
     tiny_model: Path,
     demo_files: tuple[Path, Path],
     capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A DataFrame to train on, (text, label) pairs to validate on; only trustune's progress
     reports, transformers' own bars stay silent and are switched back on afterwards."""
     from transformers.utils import logging as hf_logging
 
+    # a CLI test run in this process before may have switched them off (cli.main does)
+    monkeypatch.setattr(hf_logging, "_tqdm_active", True)
     train = pd.DataFrame(_rows(demo_files[0])).rename(columns={"text": "Ticket text"})
     before = train.copy()
     pairs = [(r["text"], r["label"]) for r in _rows(demo_files[1])]

@@ -9,8 +9,8 @@ import trustune
 
 def test_top_level_surface() -> None:
     assert set(trustune.__all__) == {
-        "DataConfig", "ModelConfig", "Prediction", "Progress", "Run", "RunConfig",
-        "ScorePrediction", "TextClassifier", "TextRegressor", "TrainConfig", "TrustuneError",
+        "DataConfig", "Generation", "ModelConfig", "Prediction", "Progress", "Run", "RunConfig",
+        "ScorePrediction", "TextClassifier", "TextGenerator", "TextRegressor", "TrainConfig", "TrustuneError",
         "TuneResult", "TuneSettings", "__version__", "finetune", "load", "load_config", "tune",
     }  # fmt: skip
 

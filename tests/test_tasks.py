@@ -28,10 +28,10 @@ GOLDEN = Path(__file__).parent / "golden"
 
 
 def test_registry_names_and_errors() -> None:
-    assert known_tasks() == ["text-classification", "text-regression"]
+    assert known_tasks() == ["causal-lm", "text-classification", "text-regression"]
     assert get_task("text-regression") is TextRegression
-    with pytest.raises(ConfigError, match=r"unknown task 'chat'; the known tasks are \["):
-        get_task("chat")
+    with pytest.raises(ConfigError, match=r"unknown task 'vision'; the known tasks are \["):
+        get_task("vision")
     from trustune.tasks import register_task
 
     with pytest.raises(ConfigError, match="registered twice"):

@@ -12,12 +12,14 @@ if TYPE_CHECKING:  # type checkers see the names; at run time they are imported 
     from trustune.classifier import Prediction, TextClassifier
     from trustune.config import DataConfig, ModelConfig, RunConfig, TrainConfig, load_config
     from trustune.errors import TrustuneError
+    from trustune.generator import Generation, TextGenerator
     from trustune.progress import Progress
     from trustune.regressor import ScorePrediction, TextRegressor
     from trustune.tuning import TuneResult, TuneSettings, tune
 
 __all__ = [
     "DataConfig",
+    "Generation",
     "ModelConfig",
     "Prediction",
     "Progress",
@@ -25,6 +27,7 @@ __all__ = [
     "RunConfig",
     "ScorePrediction",
     "TextClassifier",
+    "TextGenerator",
     "TextRegressor",
     "TrainConfig",
     "TrustuneError",
@@ -47,6 +50,8 @@ _LAZY = {
     "TextClassifier": "trustune.classifier",
     "ScorePrediction": "trustune.regressor",
     "TextRegressor": "trustune.regressor",
+    "Generation": "trustune.generator",
+    "TextGenerator": "trustune.generator",
     "DataConfig": "trustune.config",
     "ModelConfig": "trustune.config",
     "RunConfig": "trustune.config",

@@ -50,6 +50,11 @@ class _ListableEnum(enum.StrEnum):
         return [m.value for m in cls]
 
     @classmethod
+    def choices(cls) -> tuple[str, ...]:
+        """What a flag accepts: the values, and any other names (``--task chat``)."""
+        return tuple(cls.list())
+
+    @classmethod
     def parse(cls, value: Any, key: str) -> Any:
         if isinstance(value, cls):
             return value
@@ -112,12 +117,25 @@ class SelectionMetric(_ListableEnum):
 
 
 class TaskType(_ListableEnum):
-    """What the model learns. ``auto``: regression when the targets are numbers that are not
-    all whole (scores such as 3.8), else classification."""
+    """What the model learns. ``auto``: text generation (``causal-lm``) for a file of
+    conversations, prompts and completions or instructions; regression when the targets are
+    numbers that are not all whole (scores such as 3.8); else classification. ``chat`` is
+    another name of ``causal-lm``."""
 
     AUTO = "auto"
     TEXT_CLASSIFICATION = "text-classification"
     TEXT_REGRESSION = "text-regression"
+    CAUSAL_LM = "causal-lm"
+
+    @classmethod
+    def choices(cls) -> tuple[str, ...]:
+        return (*cls.list(), "chat")
+
+    @classmethod
+    def parse(cls, value: Any, key: str) -> Any:
+        if isinstance(value, str) and value.lower() == "chat":
+            return cls.CAUSAL_LM
+        return super().parse(value, key)
 
 
 class Loss(_ListableEnum):
@@ -258,7 +276,7 @@ class TaskConfig:
 
     type: TaskType = field(
         default=TaskType.AUTO,
-        metadata=_flag("task: " + "|".join(TaskType.list()), flag="--task"),
+        metadata=_flag("task: " + "|".join(TaskType.choices()), flag="--task"),
     )
     loss: Loss = field(
         default=Loss.AUTO, metadata=_flag("training loss: " + "|".join(Loss.list()), flag="--loss")
@@ -291,9 +309,29 @@ class ModelConfig:
         ),
     )
 
+    lora: bool = field(
+        default=False,
+        metadata=_flag(
+            "causal-lm: train LoRA adapters (peft) instead of every weight; they are merged "
+            "into the saved model"
+        ),
+    )
+    lora_r: int = field(default=16, metadata=_flag("rank of the LoRA adapters (with --lora)"))
+    lora_alpha: float | None = field(
+        default=None,
+        metadata=_flag("LoRA scaling alpha (with --lora; default: twice the rank)", type=float),
+    )
+    lora_dropout: float = field(
+        default=0.05, metadata=_flag("dropout on the LoRA adapters' input (with --lora)")
+    )
+
     def __post_init__(self) -> None:
         self.attention = Attention.parse(self.attention, "model.attention")
         self.pooler = PoolerInit.parse(self.pooler, "model.pooler")
+        if isinstance(self.lora_r, bool) or not isinstance(self.lora_r, int) or self.lora_r < 1:
+            raise ConfigError(f"model.lora_r must be a whole number >= 1, not {self.lora_r!r}")
+        if not 0 <= float(self.lora_dropout) < 1:
+            raise ConfigError(f"model.lora_dropout must be in [0, 1), not {self.lora_dropout!r}")
 
 
 @dataclass

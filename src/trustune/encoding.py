@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Encoded", "collate", "encode_texts", "padded_batches"]
+__all__ = ["IGNORE_INDEX", "Encoded", "collate", "encode_texts", "padded_batches"]
 
 
 @dataclass
@@ -22,11 +22,14 @@ class Encoded:
 
     ``token_type_ids`` is None for single texts (all zeros) and holds the segment of every
     token for pairs (0 for the first text, 1 for the second, as the tokenizer assigns them).
+    ``segments`` False: the model takes no token-type ids at all (a causal language model),
+    and batches leave them out.
     """
 
     input_ids: list[list[int]]
     truncated: int
     token_type_ids: list[list[int]] | None = None
+    segments: bool = True
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -44,6 +47,7 @@ class Encoded:
             pad_id=pad_id,
             labels=labels,
             token_types=None if types is None else [types[i] for i in indices],
+            segments=self.segments,
         )
 
 
@@ -91,8 +95,17 @@ def encode_texts(
     return Encoded(input_ids=ids, truncated=len(long), token_type_ids=types)
 
 
-def _label_tensor(labels: Sequence[Any]) -> torch.Tensor:
-    """Class indices as int64; regression targets (floats) as float32."""
+IGNORE_INDEX = -100  # a token label the loss skips (cross-entropy's ignore_index)
+
+
+def _label_tensor(labels: Sequence[Any], width: int) -> torch.Tensor:
+    """Class indices as int64; regression targets (floats) as float32; token labels (a list per
+    example) as int64, padded to ``width`` with :data:`IGNORE_INDEX`."""
+    if labels and isinstance(labels[0], list | tuple):
+        out = torch.full((len(labels), width), IGNORE_INDEX, dtype=torch.long)
+        for row, tokens in enumerate(labels):
+            out[row, : len(tokens)] = torch.as_tensor(tokens, dtype=torch.long)
+        return out
     if any(isinstance(v, float) for v in labels):
         return torch.as_tensor(labels, dtype=torch.float32)
     return torch.as_tensor(labels, dtype=torch.long)
@@ -104,8 +117,10 @@ def collate(
     pad_id: int,
     labels: Sequence[Any] | None = None,
     token_types: Sequence[Sequence[int]] | None = None,
+    segments: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """Pad to the longest sequence of the batch; position and token-type ids are explicit."""
+    """Pad (on the right) to the longest sequence of the batch; token-type ids are explicit
+    unless ``segments`` is False."""
     width = max(len(s) for s in sequences)
     input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)  # (batch, seq)
     attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
@@ -115,13 +130,11 @@ def collate(
         attention_mask[row, : len(seq)] = 1
         if token_types is not None:
             token_type_ids[row, : len(seq)] = torch.as_tensor(token_types[row], dtype=torch.long)
-    batch = {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "token_type_ids": token_type_ids,
-    }
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if segments:
+        batch["token_type_ids"] = token_type_ids
     if labels is not None:
-        batch["labels"] = _label_tensor(labels)
+        batch["labels"] = _label_tensor(labels, width)
     return batch
 
 

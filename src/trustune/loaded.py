@@ -56,6 +56,8 @@ class LoadedRun:
     """A run folder's model, tokenizer, manifest and fitted task (use :func:`trustune.load`)."""
 
     task_name: ClassVar[str]
+    #: a causal language model (opened as one, encrypted or not)
+    causal: ClassVar[bool] = False
 
     def __init__(self, run_dir: Path, *, model: Any, tokenizer: Any, manifest: Manifest) -> None:
         self.run_dir = run_dir
@@ -69,6 +71,22 @@ class LoadedRun:
         self.pad_id = tokenizer.pad_token_id or 0
         # trained with --redact-pii: texts are redacted the same way before prediction
         self.redact_pii = bool(manifest.setting("privacy", "redact_pii", False))
+
+    @classmethod
+    def open_model(cls, model_dir: Path, *, fmt: str, transform: str | None) -> Any:
+        """The model of a run's (plaintext) ``model/`` folder, in the format its manifest names."""
+        from trustune.models import load_run_model
+
+        return load_run_model(model_dir, fmt=fmt, transform=transform)
+
+    @classmethod
+    def open_tokenizer(cls, model_dir: Path) -> Any:
+        from trustune.models import ResolvedModel, load_tokenizer
+
+        resolved = ResolvedModel(
+            source=str(model_dir), location=str(model_dir.resolve()), is_local=True
+        )
+        return load_tokenizer(resolved)
 
     def _check_parts(self, model: Any, tokenizer: Any, max_length: Any) -> int:
         """Refuse a run whose manifest, model and tokenizer disagree; returns ``max_length``."""

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 # Importing the loaded types registers them (trustune.loaded.LOADED).
 import trustune.classifier
+import trustune.generator
 import trustune.regressor  # noqa: F401
 from trustune.artifact import read_metrics, recover_run
 from trustune.errors import ArtifactError
 from trustune.loaded import LOADED, LoadedRun
 from trustune.manifest import read_manifest
-from trustune.models import ResolvedModel, load_run_model, load_tokenizer
 from trustune.tasks import task_of_manifest
 
 if TYPE_CHECKING:
@@ -33,8 +33,8 @@ def load(
 ) -> LoadedRun:
     """Load a run folder written by ``trustune train`` (safetensors only, no remote code).
 
-    Returns the object of the run's task: a :class:`~trustune.TextClassifier` or a
-    :class:`~trustune.TextRegressor`. An encrypted run is decrypted in memory with ``key`` (a
+    Returns the object of the run's task: a :class:`~trustune.TextClassifier`, a
+    :class:`~trustune.TextRegressor` or a :class:`~trustune.TextGenerator`. An encrypted run is decrypted in memory with ``key`` (a
     key-file path, a ``SecretKey`` or a ``Passphrase``; default: ``TRUSTUNE_KEY_FILE``,
     ``TRUSTUNE_KEY`` or ``TRUSTUNE_PASSPHRASE``). With ``public_key`` (a path or ``PublicKey``)
     the run must carry a valid signature. What an interrupted encrypt or decrypt left behind
@@ -47,21 +47,20 @@ def load(
     if public_key is not None or manifest.encrypted:
         from trustune.security.loading import open_protected_run
 
-        model, tokenizer = open_protected_run(run_dir, manifest, key=key, public_key=public_key)
+        model, tokenizer = open_protected_run(
+            run_dir, manifest, key=key, public_key=public_key, causal=cls.causal
+        )
         return cls(run_dir, model=model, tokenizer=tokenizer, manifest=manifest)
     model_dir = run_dir / "model"
     if not (model_dir / "config.json").is_file():
         raise ArtifactError(f"{run_dir} has no model/ folder; the run did not finish training")
-    resolved = ResolvedModel(
-        source=str(model_dir), location=str(model_dir.resolve()), is_local=True
-    )
     compression = manifest.compression
-    model = load_run_model(
+    model = cls.open_model(
         model_dir,
         fmt=compression.format if compression else "transformers",
         transform=compression.load_transform if compression else None,
     )
-    tokenizer = load_tokenizer(resolved)
+    tokenizer = cls.open_tokenizer(model_dir)
     return cls(run_dir, model=model, tokenizer=tokenizer, manifest=manifest)
 
 

@@ -270,6 +270,7 @@ class Manifest(Record):
     config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # the resolved RunConfig
     labels: tuple[str | int, ...] | None = None  # classification
     target: TargetRecord | None = None  # regression
+    generation: Mapping[str, Any] | None = None  # causal-lm: data format, template, LoRA
     text_column: str | None = None
     label_column: str | None = None
     text_pair_column: str | None = None

@@ -21,9 +21,7 @@ from trustune.artifact import (
     swap_in,
     utc_now,
 )
-from trustune.encoding import encode_texts
 from trustune.errors import ArtifactError
-from trustune.inference import compute_logits
 from trustune.loaded import LoadedRun
 from trustune.loader import loaded_type
 from trustune.manifest import FORMAT, FORMAT_VERSION, Manifest, read_manifest
@@ -74,19 +72,20 @@ def _write_run(
 ) -> LoadedRun:
     """Write the run into ``work`` (``run_dir`` itself, or the staging folder replacing it)."""
     task = trained.task
-    task.finish(trained.model)  # e.g. regression: the target statistics folded into the head
+    # e.g. regression: the target statistics folded into the head; LoRA: adapters merged
+    finished = task.finish(trained.model)
+    if finished is not None:
+        trained.model = finished
     with atomic_dir(work / "model") as tmp:
         trained.model.save_pretrained(tmp, safe_serialization=True)
         trained.tokenizer.save_pretrained(tmp)
     state = trained.state
     val = trained.data.validation
-    encoded = encode_texts(
-        trained.tokenizer, val.texts, max_length=trained.config.data.max_length, pairs=val.pairs
-    )
+    encoded = task.encode_inputs(trained.tokenizer, val, max_length=trained.config.data.max_length)
     pad_id = trained.tokenizer.pad_token_id or 0
-    logits = compute_logits(trained.model, encoded, batch_size=64, pad_id=pad_id)
+    outputs = task.compute_outputs(trained.model, encoded, val.labels, batch_size=64, pad_id=pad_id)
     validation = {"data": {k: val.info.get(k) for k in ("path", "sha256", "rows", "skipped_rows")}}
-    validation.update(task.metrics(val.labels, logits))
+    validation.update(task.metrics(val.labels, outputs))
     training = {
         "precision": trained.precision.value,
         "attention": trained.attention,
@@ -128,6 +127,7 @@ def _write_run(
             "resolved": trained.resolved.location,
             "architecture": type(trained.model).__name__,
             "parameters": n_params,
+            **({"origin": trained.resolved.origin.to_dict()} if trained.resolved.origin else {}),
         },
         "training": training,
         "environment": environment(),

@@ -60,7 +60,8 @@ def flag_arguments(
         if isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
         elif isinstance(default, enum.Enum):
-            kwargs["choices"] = [m.value for m in type(default)]
+            choices = getattr(type(default), "choices", None)  # other names (--task chat)
+            kwargs["choices"] = choices() if choices else [m.value for m in type(default)]
         elif isinstance(default, int | float):
             kwargs["type"] = type(default)
             kwargs["metavar"] = meta.get("metavar", "N" if isinstance(default, int) else "X")

@@ -36,6 +36,8 @@ __all__ = ["build_parser", "main"]
 
 _COMMANDS = (
     *(demo, train, evaluate, predict, explain, report),
+    __import__("trustune.cli.generate", fromlist=["add_parser"]),  # text from a chat run
+    __import__("trustune.cli.chat", fromlist=["add_parser"]),  # a terminal chat with a chat run
     __import__("trustune.cli.prune", fromlist=["add_parser"]),  # deletes a run's checkpoints
     __import__("trustune.cli.runs", fromlist=["add_parser"]),  # list and compare runs
     __import__("trustune.cli.tune", fromlist=["add_parser"]),  # hyperparameter search (Optuna)

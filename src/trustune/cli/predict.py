@@ -164,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
     model = trustune.load(
         args.run, key=key_from_args(args, required=False), public_key=public_key_from_args(args)
     )
+    if model.task.name == "causal-lm":
+        raise ConfigError(f"{args.run} is a causal-lm run: use `trustune generate` or `chat`")
     _check_pair_arguments(model, args)
     if args.text:
         _predict_texts(model, args)

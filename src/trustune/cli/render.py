@@ -128,6 +128,15 @@ def metrics_table(result: dict[str, Any], *, title: str) -> list[Table]:
     summary.add_column("metric")
     summary.add_column("value", justify="right")
     regression = "mse" in result
+    if "perplexity" in result:  # text generation: held-out loss per token, and the speed
+        for key in ("loss", "perplexity", "tokens", "examples"):
+            summary.add_row(key, _fmt(result.get(key)))
+        if speed := result.get("speed"):
+            summary.add_row(
+                "first token (batch 1)", f"{speed['time_to_first_token_ms_p50']:.1f} ms"
+            )
+            summary.add_row("generation (batch 1)", f"{speed['tokens_per_s']:.1f} tokens/s")
+        return [summary]
     keys = (
         ("spearman", "pearson", "mse", "mae", "r2", "loss")
         if regression

@@ -51,6 +51,9 @@ class LabeledData:
     labels: list[Any] = field(default_factory=list)
     cut: list[bool] = field(default_factory=list)  # per text: longer than max_chars, cut
     pairs: list[str] | None = None  # the second text of each example, for pair tasks
+    # the structured examples of a generation task (conversations, completions, plain texts;
+    # trustune.data.conversations), one per text; ``texts`` then holds their plain rendering
+    examples: list[Any] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -71,6 +74,7 @@ class LabeledData:
             info={**self.info, "rows": len(indices), "chars_cut": sum(cut), **info},
             cut=cut,
             pairs=None if self.pairs is None else [self.pairs[i] for i in indices],
+            examples=None if self.examples is None else [self.examples[i] for i in indices],
         )
 
 

@@ -38,6 +38,9 @@ _SUFFIXES: dict[str, str] = {}
 _HEADER_WORDS = {
     "text", "sentence", "label", "labels", "class", "category", "review", "content",
     "message", "body", "target", "intent", "sentiment", "document", "utterance", "y",
+    # conversations and texts for causal LMs (trustune.data.conversations)
+    "messages", "conversations", "prompt", "completion", "instruction", "input", "context",
+    "output", "response",
 }  # fmt: skip
 
 csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE_BYTES))

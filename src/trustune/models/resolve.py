@@ -1,4 +1,9 @@
-"""Where a model comes from: the bundled default, a local checkpoint folder, or a hub id."""
+"""Where a model comes from: a bundled default, a local checkpoint folder, or a hub id.
+
+``minilm`` (the classifiers' encoder) ships as a checkpoint folder inside a package; ``chat`` /
+``smollm2`` (the default chat model) ships as a GGUF file, converted once into the cache
+(:mod:`trustune.models.packaged_gguf`); its ``ResolvedModel.origin`` records the GGUF source.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trustune.errors import ModelError
+from trustune.models.packaged_gguf import PACKAGED_GGUF_MODELS, GgufOrigin, converted_model
+from trustune.progress import Progress
 
-__all__ = ["BUILTIN_MODELS", "ResolvedModel", "resolve_model"]
+__all__ = ["BUILTIN_MODELS", "ResolvedModel", "known_model_names", "resolve_model"]
 
 # Short names for checkpoints that ship inside an installable package: name -> (module, subfolder).
 BUILTIN_MODELS: dict[str, tuple[str, str]] = {
@@ -24,6 +31,12 @@ class ResolvedModel:
     source: str  # what the user asked for
     location: str  # a local folder or a hub id
     is_local: bool
+    origin: GgufOrigin | None = None  # converted from a GGUF file (the packaged chat model)
+
+
+def known_model_names() -> list[str]:
+    """The short names ``resolve_model`` knows: the packaged encoders and chat models."""
+    return sorted({*BUILTIN_MODELS, *PACKAGED_GGUF_MODELS})
 
 
 def _builtin_folder(name: str) -> Path:
@@ -42,10 +55,14 @@ def _builtin_folder(name: str) -> Path:
     return Path(module.__file__).parent / subfolder
 
 
-def resolve_model(name: str) -> ResolvedModel:
-    """Resolve ``minilm``, a folder path, or a hub id (hub ids load only where a hub is reachable)."""
+def resolve_model(name: str, *, progress: Progress | None = None) -> ResolvedModel:
+    """Resolve ``minilm``, ``chat``, a folder path, or a hub id (hub ids load only where a hub
+    is reachable). ``chat`` converts its GGUF file on first use (seconds; cached after)."""
     if name in BUILTIN_MODELS:
         return ResolvedModel(source=name, location=str(_builtin_folder(name)), is_local=True)
+    if name in PACKAGED_GGUF_MODELS:
+        folder, origin = converted_model(PACKAGED_GGUF_MODELS[name], progress=progress)
+        return ResolvedModel(source=name, location=str(folder), is_local=True, origin=origin)
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -53,13 +70,13 @@ def resolve_model(name: str) -> ResolvedModel:
         if not (path / "config.json").is_file():
             raise ModelError(
                 f"--model {name} is not a Hugging Face checkpoint folder (no config.json). "
-                f"Pass a folder saved with save_pretrained, a hub id, or one of {sorted(BUILTIN_MODELS)}"
+                f"Pass a folder saved with save_pretrained, a hub id, or one of {known_model_names()}"
             )
         return ResolvedModel(source=name, location=str(path.resolve()), is_local=True)
     looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
     if looks_like_path or not _HUB_ID.match(name):
         raise ModelError(
             f"--model {name}: no such folder. Pass a checkpoint folder, a hub id, "
-            f"or one of {sorted(BUILTIN_MODELS)}"
+            f"or one of {known_model_names()}"
         )
     return ResolvedModel(source=name, location=name, is_local=False)

@@ -54,18 +54,35 @@ class VerifiedFolder:
 
 def open_protected_run(
     run_dir: Path, manifest: Manifest, *, key: KeyLike | None = None,
-    public_key: PublicKeyLike | None = None,
+    public_key: PublicKeyLike | None = None, causal: bool = False,
 ) -> tuple[Any, Any]:  # fmt: skip
     """The model and tokenizer of a run that is encrypted or must carry a valid signature.
 
     ``manifest`` is the one the caller read and will use: that one is verified. Nothing is
-    decrypted to disk: sealed files become buffers, the weights tensors over them.
+    decrypted to disk: sealed files become buffers, the weights tensors over them. ``causal``:
+    the run holds a causal language model (a causal-lm run), opened with a left-padding
+    tokenizer for generation.
     """
-    from trustune.models import load_run_model_from_files, load_tokenizer_from_files
+    from trustune.models import (
+        load_causal_lm_from_files,
+        load_chat_tokenizer_from_files,
+        load_run_model_from_files,
+        load_tokenizer_from_files,
+    )
 
     compression = manifest.compression
     fmt = compression.format if compression else "transformers"
     transform = compression.load_transform if compression else None
+
+    def open_model(files: Any) -> Any:
+        if causal:
+            return load_causal_lm_from_files(files)
+        return load_run_model_from_files(files, fmt=fmt, transform=transform)
+
+    def open_tokenizer(files: Any) -> Any:
+        if causal:
+            return load_chat_tokenizer_from_files(files, padding_side="left")
+        return load_tokenizer_from_files(files)
 
     if public_key is not None:
         if not isinstance(public_key, PublicKey):
@@ -74,9 +91,7 @@ def open_protected_run(
     if not is_encrypted(manifest):
         plain = VerifiedFolder(run_dir, "model", dict(manifest.files))
         _require_model(run_dir, plain.names())
-        return load_run_model_from_files(
-            plain, fmt=fmt, transform=transform
-        ), load_tokenizer_from_files(plain)
+        return open_model(plain), open_tokenizer(plain)
     source = resolve_key(key)
     if source is None:
         raise MissingKeyError(
@@ -88,8 +103,8 @@ def open_protected_run(
     _require_model(run_dir, names)
     weights = [n for n in names if n.endswith((".safetensors", ".onnx"))]
     with sealed.prefetching(weights):
-        tokenizer = load_tokenizer_from_files(sealed)  # while the weights are being decrypted
-        model = load_run_model_from_files(sealed, fmt=fmt, transform=transform)
+        tokenizer = open_tokenizer(sealed)  # while the weights are being decrypted
+        model = open_model(sealed)
     return model, tokenizer
 
 

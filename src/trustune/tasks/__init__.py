@@ -1,7 +1,7 @@
 """The task layer: what kind of model a run is, asked by every stage (see docs/architecture.md).
 
 Registered here: ``text-classification`` and ``text-regression`` (each for single texts or
-text pairs). A new task is a new module with a :class:`Task` subclass decorated with
+text pairs) and ``causal-lm`` (chat and text generation). A new task is a new module with a :class:`Task` subclass decorated with
 :func:`register_task`, imported below.
 """
 
@@ -10,8 +10,14 @@ from __future__ import annotations
 from trustune.tasks.base import Task
 
 # The entries: importing them registers them.
+from trustune.tasks.causal_lm import CausalLM
 from trustune.tasks.classification import TextClassification
-from trustune.tasks.prepare import PreparedData, prepare_training_data
+from trustune.tasks.prepare import (
+    PreparedData,
+    prepare_training_data,
+    task_of_file,
+    with_task_defaults,
+)
 from trustune.tasks.registry import (
     detect_task,
     get_task,
@@ -22,6 +28,7 @@ from trustune.tasks.registry import (
 from trustune.tasks.regression import TextRegression, regression_metrics
 
 __all__ = [
+    "CausalLM",
     "PreparedData",
     "Task",
     "TextClassification",
@@ -32,5 +39,7 @@ __all__ = [
     "prepare_training_data",
     "register_task",
     "regression_metrics",
+    "task_of_file",
     "task_of_manifest",
+    "with_task_defaults",
 ]

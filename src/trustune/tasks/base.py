@@ -12,14 +12,19 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 
 from trustune.config import Loss, RunConfig
 from trustune.data import Columns, LabeledData, TrainingData
+from trustune.encoding import Encoded, encode_texts
 from trustune.manifest import Manifest
+
+if TYPE_CHECKING:
+    from trustune.models import ResolvedModel
 
 __all__ = ["Task"]
 
@@ -44,8 +49,28 @@ class Task(ABC):
     #: what explanations attribute: "probability" (of a class, softmax of the outputs) or
     #: "output" (the raw output, e.g. a predicted score)
     explains: ClassVar[str] = "probability"
+    #: whether the defaults by data size (trustune.train.sizing) apply to this task's runs
+    sized_by_data: ClassVar[bool] = True
 
     # -- what the data look like ------------------------------------------------------------
+
+    @classmethod
+    def claims_file(cls, path: str | Path) -> bool:
+        """Whether ``task: auto`` picks this task from the file's columns alone, before any
+        target is read (a file of conversations); default: no."""
+        return False
+
+    @classmethod
+    def with_defaults(cls, config: RunConfig) -> RunConfig:
+        """``config`` with this task's defaults in the keys the user did not set (a task whose
+        models differ from the encoder's: another default model, context, learning rate)."""
+        return config
+
+    @classmethod
+    def read_data(cls, config: RunConfig) -> tuple[TrainingData, list[str]] | None:
+        """The training and validation data, when this task reads its files itself (not texts
+        with a label column), and notes for the terminal; None: the labeled-table reader."""
+        return None
 
     @classmethod
     @abstractmethod
@@ -73,6 +98,33 @@ class Task(ABC):
 
     # -- the model --------------------------------------------------------------------------
 
+    def load_model(self, resolved: ResolvedModel, *, attn_implementation: str | None) -> Any:
+        """The pretrained model with this task's head, to fine-tune."""
+        from trustune.models import load_classifier
+
+        return load_classifier(resolved, head=self.head(), attn_implementation=attn_implementation)
+
+    def load_tokenizer(self, resolved: ResolvedModel) -> Any:
+        from trustune.models import load_tokenizer
+
+        return load_tokenizer(resolved)
+
+    def encode_inputs(self, tokenizer: Any, part: LabeledData, *, max_length: int) -> Encoded:
+        """Token ids of a part's examples (a task whose targets are tokens also fills
+        ``part.labels`` with them here)."""
+        return encode_texts(tokenizer, part.texts, max_length=max_length, pairs=part.pairs)
+
+    def compute_outputs(
+        self, model: Any, encoded: Encoded, targets: Sequence[Any], *, batch_size: int,
+        pad_id: int, device: Any = "cpu",
+    ) -> np.ndarray:  # fmt: skip
+        """What :meth:`quick_metrics` and :meth:`metrics` read, one row per example: the
+        logits (a generation task: each example's summed token loss and token count, which
+        need the ``targets``)."""
+        from trustune.inference import compute_logits
+
+        return compute_logits(model, encoded, batch_size=batch_size, pad_id=pad_id, device=device)
+
     @abstractmethod
     def head(self) -> dict[str, Any]:
         """Arguments for ``AutoModelForSequenceClassification`` that give the new head."""
@@ -87,8 +139,9 @@ class Task(ABC):
         """The loss of every example, shape (batch,): the plain step averages it, the DP step
         clips each example's gradient of it, the membership audit reads it."""
 
-    def finish(self, model: torch.nn.Module) -> None:
-        """Turn the trained model into the one that is saved (default: unchanged)."""
+    def finish(self, model: torch.nn.Module) -> torch.nn.Module | None:
+        """Turn the trained model into the one that is saved: changed in place (None), or
+        another module returned (LoRA adapters merged into their base); default: unchanged."""
         return None
 
     def saved_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

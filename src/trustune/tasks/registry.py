@@ -13,7 +13,14 @@ from trustune.messages import shown
 if TYPE_CHECKING:
     from trustune.tasks.base import Task
 
-__all__ = ["detect_task", "get_task", "known_tasks", "register_task", "task_of_manifest"]
+__all__ = [
+    "detect_task",
+    "get_task",
+    "known_tasks",
+    "register_task",
+    "task_of_manifest",
+    "tasks_in_order",
+]
 
 _TASKS: dict[str, type[Task]] = {}
 T = TypeVar("T", bound="type[Task]")
@@ -45,6 +52,11 @@ def get_task(name: str) -> type[Task]:
     return task
 
 
+def tasks_in_order() -> list[type[Task]]:
+    """The registered tasks, most specific first (the default, which claims anything, last)."""
+    return sorted(_TASKS.values(), key=lambda t: t.name == _DEFAULT)
+
+
 def detect_task(requested: TaskType, raw_targets: Sequence[Any]) -> tuple[type[Task], str | None]:
     """The task to train, and a note saying what was detected when ``requested`` is ``auto``.
 
@@ -53,15 +65,13 @@ def detect_task(requested: TaskType, raw_targets: Sequence[Any]) -> tuple[type[T
     """
     if requested is not TaskType.AUTO:
         return get_task(requested.value), None
-    order = sorted(_TASKS.values(), key=lambda t: t.name == _DEFAULT)
-    for task in order:
+    for task in tasks_in_order():
         if task.claims(raw_targets):
             if task.name == _DEFAULT:
                 return task, None
-            other = [t for t in known_tasks() if t != task.name]
             return task, (
                 f"task: {task.name} (detected: the targets are {task.target_noun}s); pass "
-                f"--task {other[0] if other else task.name} to override"
+                f"--task {_DEFAULT} to override"
             )
     return get_task(_DEFAULT), None
 

@@ -7,6 +7,7 @@ DP-SGD from ``trustune.privacy``), validates (``validation.py``), keeps checkpoi
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,14 +19,13 @@ import torch
 from trustune.artifact import MANIFEST, discard_staging, recover_run, staging_dir
 from trustune.config import Precision, RunConfig, SelectionMetric
 from trustune.data import TrainingData
-from trustune.encoding import encode_texts
 from trustune.errors import ArtifactError, CheckpointError, ConfigError, TrainingInterrupted
-from trustune.models import ResolvedModel, load_classifier, load_tokenizer, resolve_model
+from trustune.models import ResolvedModel, resolve_model
 from trustune.models.consistency import check_input_fit
 from trustune.models.pooler import init_pooler
 from trustune.privacy import redact_training_data
 from trustune.progress import Progress
-from trustune.tasks import Task, prepare_training_data
+from trustune.tasks import Task, prepare_training_data, with_task_defaults
 from trustune.train.checkpoint import (
     TrainingState,
     latest_checkpoint,
@@ -192,11 +192,15 @@ class _Trainer:
         self.strategy.check_processes(self.accelerator.num_processes)
 
     def load(self) -> None:
-        # the model first: a wrong --model is refused before the data are read and sized
-        self.resolved = resolve_model(self.config.model.name)
+        # the model first: a wrong --model is refused before the data are read and sized (with
+        # the defaults of the task the file is for: a chat file starts from the chat model)
+        self.config = with_task_defaults(self.config)
+        self.resolved = resolve_model(self.config.model.name, progress=self.progress)
         sizing: list[Any] = []
 
         def adjust(config: RunConfig, train: Any, task_type: type[Task]) -> RunConfig:
+            if not task_type.sized_by_data:
+                return config
             sized, found = sized_config(
                 config, train, classification=task_type.stratified, progress=self.progress
             )
@@ -204,7 +208,7 @@ class _Trainer:
             return sized
 
         prepared = prepare_training_data(self.config, adjust=adjust)
-        self.config, self.sizing = prepared.config, sizing[0]
+        self.config, self.sizing = prepared.config, (sizing[0] if sizing else None)
         self.data, self.task = prepared.data, prepared.task
         cfg, dc = self.config, self.config.data
         self.selection = _selection_metric(self.task, cfg.train.selection_metric)
@@ -218,25 +222,33 @@ class _Trainer:
                 "redacted in the training texts: "
                 + (", ".join(f"{n} {kind}" for kind, n in found.items() if n) or "nothing found")
             )
-        self.tokenizer = load_tokenizer(self.resolved)
+        self.tokenizer = self.task.load_tokenizer(self.resolved)
         self.attention = resolve_attention(cfg.model.attention, cuda=torch.cuda.is_available())
-        self.model = load_classifier(
-            self.resolved, head=self.task.head(), attn_implementation=self.attention
-        )
+        self.model = self.task.load_model(self.resolved, attn_implementation=self.attention)
         init_pooler(self.model, cfg.model.pooler)
+        positions = getattr(self.model.config, "max_position_embeddings", None)
+        # a default context longer than the model reads: the model's own
+        if (
+            "data.max_length" not in cfg.explicit
+            and isinstance(positions, int)
+            and dc.max_length > positions
+        ):
+            self.config = cfg = dataclasses.replace(
+                cfg, data=dataclasses.replace(dc, max_length=positions)
+            )
+            dc = cfg.data
         check_input_fit(
             self.model, self.tokenizer, max_length=dc.max_length, where=self.resolved.source
         )
         apply_trainable(self.model, cfg.train.trainable)
         self.pad_id = self.tokenizer.pad_token_id or 0
-        self.train_enc = encode_texts(
-            self.tokenizer, self.data.train.texts, max_length=dc.max_length,
-            pairs=self.data.train.pairs,
-        )  # fmt: skip
-        self.val_enc = encode_texts(
-            self.tokenizer, self.data.validation.texts, max_length=dc.max_length,
-            pairs=self.data.validation.pairs,
-        )  # fmt: skip
+        task = self.task
+        self.train_enc = task.encode_inputs(
+            self.tokenizer, self.data.train, max_length=dc.max_length
+        )
+        self.val_enc = task.encode_inputs(
+            self.tokenizer, self.data.validation, max_length=dc.max_length
+        )
         self.strategy.setup(
             config=cfg, model=self.model, encoded=self.train_enc, targets=self.data.train.labels,
             pad_id=self.pad_id, criterion=self.task.loss, device=self.accelerator.device,
@@ -381,7 +393,12 @@ class _Trainer:
         window.restart()
         main = self.task.headline[0]
         self.progress.message(
-            f"step {state.step}: val {main} {metrics[main]:.4f}, val loss {metrics['loss']:.4f}"
+            f"step {state.step}: val {main} {metrics[main]:.4f}, "
+            + (
+                f"val loss {metrics['loss']:.4f}"
+                if main != "loss"
+                else f"val perplexity {metrics.get('perplexity', float('nan')):.2f}"
+            )
         )
         if self.early_stopping.update(state, metrics):
             self.saving.save_best(self.model)

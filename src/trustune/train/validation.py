@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from trustune.encoding import Encoded
-from trustune.inference import compute_logits
 from trustune.tasks import Task
 from trustune.train.checkpoint import TrainingState
 
@@ -36,12 +35,13 @@ class Validator:
         acc = self.accelerator
         unwrapped = acc.unwrap_model(model)
         with acc.autocast():
-            logits = compute_logits(
-                unwrapped, self.encoded, batch_size=self.batch_size, pad_id=self.pad_id,
-                device=acc.device,
+            outputs = self.task.compute_outputs(
+                unwrapped, self.encoded, self.targets, batch_size=self.batch_size,
+                pad_id=self.pad_id, device=acc.device,
             )  # fmt: skip
         unwrapped.train()
-        return self.task.quick_metrics(np.asarray(self.targets), logits)
+        # object: token targets are one list per example
+        return self.task.quick_metrics(np.asarray(self.targets, dtype=object), outputs)
 
 
 class EarlyStopping:
