@@ -17,7 +17,7 @@ __all__ = ["EXAMPLES", "METHODS_HELP", "add_parser"]
 METHODS_HELP = (
     ("auto", "try the candidates on --data, keep the fastest within --max-drop"),
     ("onnx", "ONNX Runtime, fp32, attention/LayerNorm/GELU fused"),
-    ("onnx-int8", "ONNX Runtime, dynamic int8 weights"),
+    ("onnx-int8", "ONNX Runtime, int8, calibrated on --data (onnx-int8:static: fixed ranges)"),
     ("int8", "PyTorch dynamic int8 (torch.ao), quantized when loaded"),
     ("bf16", "PyTorch, bf16 weights (half the size)"),
     (

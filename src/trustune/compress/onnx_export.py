@@ -4,8 +4,9 @@ The export goes through PyTorch's maintained exporter (``torch.onnx.export``; ``
 the torch.export-based one, falling back to the TorchScript-based one only when the former
 cannot trace the model) with batch and sequence length dynamic. ONNX Runtime's transformer
 optimizer then fuses attention, LayerNorm and GELU for the architectures it knows (BERT,
-RoBERTa, DistilBERT, ...). Quantization is ONNX Runtime's own (``quantize_dynamic``: int8
-weights, activations quantized per batch at run time).
+RoBERTa, DistilBERT, ...). Quantization is ONNX Runtime's own: ``quantize_dynamic`` (int8
+weights, activations quantized per batch at run time) or ``quantize_static`` (QDQ format,
+activation ranges calibrated on sample batches).
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from typing import Any
 
 from trustune.errors import CompressionError
 
-__all__ = ["FUSABLE_TYPES", "export_onnx", "fuse_onnx", "quantize_onnx_dynamic"]
+__all__ = [
+    "FUSABLE_TYPES",
+    "export_onnx",
+    "fuse_onnx",
+    "quantize_onnx_dynamic",
+    "quantize_onnx_static",
+]
 
 # model_type in config.json -> ONNX Runtime transformer optimizer's model type
 FUSABLE_TYPES = {
@@ -145,19 +152,74 @@ def fuse_onnx(path: Path, out: Path, config: Any) -> bool:
     return out.is_file()
 
 
-def quantize_onnx_dynamic(path: Path, out: Path, *, exclude: list[str] | None = None) -> None:
-    """int8 weights (per tensor, signed), activations quantized per batch; ``exclude``: node
-    names kept in float."""
+def _excluded(names: list[str] | None) -> list[str]:
+    # quantize_dynamic rewrites a Gemm X as MatMul "X_MatMul" + Add before it quantizes
+    return [n for name in names or [] for n in (name, f"{name}_MatMul")]
+
+
+# shape inference stops at some contrib ops (Attention, SkipLayerNormalization): their outputs
+# are float; MatMul inputs only: attention's activation x activation products stay float
+_OPTIONS = {"MatMulConstBOnly": True, "DefaultTensorType": 1}  # 1: onnx.TensorProto.FLOAT
+
+
+def _failed(error: Exception) -> CompressionError:
+    return CompressionError(
+        f"ONNX Runtime could not quantize the model: {_first_line(error)}; the parent run is "
+        "untouched. Try --method onnx"
+    )
+
+
+def quantize_onnx_dynamic(
+    path: Path, out: Path, *, exclude: list[str] | None = None, per_channel: bool = True,
+    reduce_range: bool = False,
+) -> None:  # fmt: skip
+    """int8 weights (signed; per output channel unless ``per_channel`` is False), activations
+    quantized per batch; ``exclude``: node names kept in float; ``reduce_range``: 7-bit weights,
+    for CPUs without VNNI, whose u8s8 kernels can saturate."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     try:
         with _quiet():
             quantize_dynamic(
-                str(path), str(out), weight_type=QuantType.QInt8, nodes_to_exclude=exclude or [],
-                extra_options={"MatMulConstBOnly": True},
+                str(path), str(out), weight_type=QuantType.QInt8, per_channel=per_channel,
+                reduce_range=reduce_range, nodes_to_exclude=_excluded(exclude),
+                extra_options=dict(_OPTIONS),
             )  # fmt: skip
     except Exception as e:
-        raise CompressionError(
-            f"ONNX Runtime could not quantize the model: {_first_line(e)}; the parent run is "
-            "untouched. Try --method onnx"
-        ) from None
+        raise _failed(e) from None
+
+
+def quantize_onnx_static(
+    path: Path, out: Path, *, batches: list[dict[str, Any]], exclude: list[str] | None = None,
+    per_channel: bool = True, reduce_range: bool = False,
+) -> None:  # fmt: skip
+    """QDQ int8: weights as in :func:`quantize_onnx_dynamic`, the MatMul inputs quantized with
+    ranges calibrated (min/max) on ``batches`` (input name -> int64 array) and their outputs
+    left in float, so ONNX Runtime runs each as MatMulIntegerToFloat."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Batches(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.left = iter(batches)
+
+        def get_next(self) -> dict[str, Any] | None:
+            return next(self.left, None)
+
+    options = dict(_OPTIONS) | {"OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]}
+    try:
+        with _quiet():
+            quantize_static(
+                str(path), str(out), Batches(), quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=["MatMul", "Gemm"], per_channel=per_channel,
+                reduce_range=reduce_range, activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude or []),
+                calibrate_method=CalibrationMethod.MinMax, extra_options=options,
+            )  # fmt: skip
+    except Exception as e:
+        raise _failed(e) from None
