@@ -32,8 +32,9 @@ class CompressSettings:
     calibration_rows: int = field(
         default=256,
         metadata=flag_metadata(
-            "rows of --data that static quantization calibrates on, and of the recovery texts "
-            "that prune: scores its neurons on (at most; the guard always measures all of --data)",
+            "rows of --data that onnx-int8 calibrates and chooses its int8 settings on, and of "
+            "the recovery texts that prune: scores its neurons on (at most; the guard always "
+            "measures all of --data)",
             metavar="N",
         ),
     )
