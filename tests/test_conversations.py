@@ -413,4 +413,8 @@ def test_labels_decode_to_the_replies(tokenizer: Any, turns: list[tuple[str, str
     example = encode_example(tokenizer, Conversation(messages))  # type: ignore[arg-type]
     replies = [a for _, a in turns]
     decoded = spans(tokenizer, example)
-    assert [d.removesuffix("<|im_end|>") for d in decoded] == replies
+    for d, reply in zip(decoded, replies, strict=True):
+        # a reply that starts with a newline may share its first token with the template's
+        # newline before it (a merged "\n\n"): that token stays context, as
+        # test_a_merge_across_a_turn_edge shows, so the reply's first newline is not trained
+        assert d.removesuffix("<|im_end|>") in (reply, reply.removeprefix("\n"))
