@@ -159,17 +159,16 @@ def make_chat_tokenizer(*, pad: bool) -> Any:
     )  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random 2-layer Llama (hidden 32, context 256) with a ChatML byte-level tokenizer."""
+def save_tiny_llama(folder: Path, *, positions: int) -> Path:
+    """A random 2-layer Llama (hidden 32, tied embeddings, ``positions`` of context) saved as
+    safetensors in ``folder``, with a ChatML byte-level tokenizer that has no pad token."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    folder = tmp_path_factory.mktemp("tiny-chat-model")
     tokenizer = make_chat_tokenizer(pad=False)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=positions,
         tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
     )  # fmt: skip
     with torch.random.fork_rng():
@@ -178,3 +177,9 @@ def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """:func:`save_tiny_llama` with a context of 256 tokens."""
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-chat-model"), positions=256)

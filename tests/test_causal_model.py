@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import CHATML
+from conftest import CHATML, save_tiny_llama
 from conftest import make_chat_tokenizer as _tokenizer
 from trustune.errors import ModelError, UnsafeModelError
 from trustune.models import (
@@ -34,23 +34,8 @@ from trustune.models import (
 
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random 2-layer Llama (hidden 32, tied embeddings) saved as safetensors, with a
-    tokenizer that has no pad token."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = _tokenizer(pad=False)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
-        tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
-    )  # fmt: skip
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = LlamaForCausalLM(config)
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    return folder
+    """:func:`save_tiny_llama` with a context of 64 tokens."""
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), positions=64)
 
 
 def _local(folder: Path) -> ResolvedModel:

@@ -9,6 +9,7 @@ batches prompts with left padding.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -158,7 +159,9 @@ class TextGenerator(LoadedRun):
             messages = [{"role": "system", "content": system}, *messages]
         return chat_prompt_ids(self.tokenizer, messages)
 
+    @functools.cached_property
     def _stop_ids(self) -> list[int]:
+        """The tokens that end an answer: end of sequence, end of turn."""
         ids = []
         for token in (self.tokenizer.eos_token, "<|im_end|>", "<|eot_id|>", "<|endoftext|>"):
             if token is None:
@@ -192,7 +195,7 @@ class TextGenerator(LoadedRun):
         sample = float(settings.temperature) > 0
         kwargs: dict[str, Any] = {
             "max_new_tokens": settings.max_new_tokens, "do_sample": sample,
-            "eos_token_id": self._stop_ids() or None, "pad_token_id": pad,
+            "eos_token_id": self._stop_ids or None, "pad_token_id": pad,
         }  # fmt: skip
         if sample:
             kwargs.update(temperature=float(settings.temperature), top_p=float(settings.top_p))
@@ -209,7 +212,7 @@ class TextGenerator(LoadedRun):
     def _finish(
         self, ids: list[int], prompt_tokens: int, settings: GenerationSettings
     ) -> Generation:
-        stops = set(self._stop_ids())
+        stops = set(self._stop_ids)
         ended = False
         for i, tid in enumerate(ids):
             if tid in stops:

@@ -254,15 +254,21 @@ def separate_matmul_inputs(model: Any) -> int:
             )
             for node in mine:
                 node.input[0] = f"{name}_matmul_input"
-    if split:
-        graph_inputs = [split[i.name] for i in graph.input if i.name in split]
-        nodes = list(graph_inputs)
-        for node in graph.node:
-            nodes.append(node)
-            nodes.extend(split[o] for o in node.output if o in split)
-        del graph.node[:]
-        graph.node.extend(nodes)
+    _insert_after_producers(graph, split)
     return len(split)
+
+
+def _insert_after_producers(graph: Any, new: dict[str, Any]) -> None:
+    """Insert each node of ``new`` (tensor name -> a node reading it) right after the node
+    that writes the tensor, or first for a graph input: the order stays topological."""
+    if not new:
+        return
+    nodes = [new[i.name] for i in graph.input if i.name in new]
+    for node in graph.node:
+        nodes.append(node)
+        nodes.extend(new[o] for o in node.output if o in new)
+    del graph.node[:]
+    graph.node.extend(nodes)
 
 
 def with_outputs(model: Any, names: list[str]) -> Any:
@@ -313,11 +319,5 @@ def smooth_activations(
         muls[name] = helper.make_node(
             "Mul", [name, inverse.name], [f"{name}_smoothed"], name=f"{name}_smooth"
         )
-    if muls:
-        nodes = []
-        for node in graph.node:
-            nodes.append(node)
-            nodes.extend(muls[o] for o in node.output if o in muls)
-        del graph.node[:]
-        graph.node.extend(nodes)
+    _insert_after_producers(graph, muls)
     return sorted(muls)

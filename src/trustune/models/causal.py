@@ -16,14 +16,13 @@ from typing import Any, Literal
 from trustune.errors import ModelError, UnsafeModelError
 from trustune.models.memory import (  # the in-memory policy checks, shared with classifiers
     ModelFiles,
-    _check_policy,
-    _json,
-    _read_small,
-    state_dict_from_buffer,
+    model_from_files,
+    read_small,
+    read_small_json,
 )
 from trustune.models.memory import load_tokenizer_from_files as _tokenizer_from_files
 from trustune.models.resolve import ResolvedModel
-from trustune.models.safe_load import _prepare, load_tokenizer
+from trustune.models.safe_load import load_tokenizer, pretrained_kwargs
 from trustune.models.weights import check_loading_info
 
 __all__ = [
@@ -56,7 +55,7 @@ def load_causal_lm(
     import transformers
     from transformers import AutoModelForCausalLM
 
-    kwargs = _prepare(model)
+    kwargs = pretrained_kwargs(model)
     if model.is_local:
         _refuse_quantized(Path(model.location))
     if dtype is not None:
@@ -100,41 +99,14 @@ def _refuse_quantized(folder: Path) -> None:
 
 def load_causal_lm_from_files(files: ModelFiles, *, dtype: Any = None) -> Any:
     """The causal LM of a model folder held in memory (an encrypted run; nothing is written)."""
-    import transformers
-
-    config_dict, weights = _check_policy(files)
-    if config_dict.get("quantization_config"):
+    if read_small_json(files, "config.json").get("quantization_config"):
         raise ModelError(
             f"{files.source} holds a quantised checkpoint; trustune loads plain weights"
         )
-    try:
-        config = transformers.AutoConfig.for_model(**config_dict)
-        model_class: Any = transformers.MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
-    except (KeyError, ValueError, TypeError) as e:
-        raise ModelError(
-            f"{files.source}: model type {config_dict.get('model_type')!r} is not a built-in "
-            f"transformers causal language model ({e.__class__.__name__})"
-        ) from None
-    state_dict: dict[str, Any] = {}
-    for weight_file in weights:
-        state_dict.update(
-            state_dict_from_buffer(files.read(weight_file), name=f"{files.source}/{weight_file}")
-        )
-    if dtype is not None:
-        state_dict = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
-    previous = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    try:
-        model, info = model_class.from_pretrained(
-            None, config=config, state_dict=state_dict, trust_remote_code=False,
-            output_loading_info=True, **({"dtype": dtype} if dtype is not None else {}),
-        )  # fmt: skip
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise ModelError(f"cannot load the model in {files.source}: {_first_line(e)}") from None
-    finally:
-        transformers.logging.set_verbosity(previous)
-    check_loading_info(model, info, new_head=False, source=files.source)
-    return model
+    return model_from_files(
+        files, mapping="MODEL_FOR_CAUSAL_LM_MAPPING",
+        what="transformers causal language model", dtype=dtype,
+    )  # fmt: skip
 
 
 def with_pad_token(tokenizer: Any, *, source: str) -> Any:
@@ -169,7 +141,7 @@ def load_chat_tokenizer_from_files(
     tokenizer = with_pad_token(_tokenizer_from_files(files), source=files.source)
     names = set(files.names())
     if "chat_template.jinja" in names:
-        raw = _read_small(files, "chat_template.jinja")
+        raw = read_small(files, "chat_template.jinja")
         if raw.nbytes > _MAX_TEMPLATE_BYTES:
             raise ModelError(
                 f"{files.source}/chat_template.jinja is {raw.nbytes} bytes, more than a chat "
@@ -182,7 +154,7 @@ def load_chat_tokenizer_from_files(
                 f"{files.source}/chat_template.jinja is not UTF-8: {e.reason}"
             ) from None
     elif "tokenizer_config.json" in names:
-        template = _json(files, "tokenizer_config.json").get("chat_template")
+        template = read_small_json(files, "tokenizer_config.json").get("chat_template")
         if isinstance(template, str):
             tokenizer.chat_template = template
     if padding_side is not None:

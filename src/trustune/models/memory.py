@@ -26,6 +26,9 @@ __all__ = [
     "ModelFiles",
     "load_classifier_from_files",
     "load_tokenizer_from_files",
+    "model_from_files",
+    "read_small",
+    "read_small_json",
     "state_dict_from_buffer",
 ]
 
@@ -60,7 +63,7 @@ def _as_array(data: bytes | bytearray | np.ndarray) -> np.ndarray:
     return array if array.flags.writeable else array.copy()
 
 
-def _read_small(files: ModelFiles, name: str) -> np.ndarray:
+def read_small(files: ModelFiles, name: str) -> np.ndarray:
     """A size-limited file (tokenizer, config): its size is checked before and after reading."""
     size = getattr(files, "size", None)
     if callable(size):
@@ -70,9 +73,9 @@ def _read_small(files: ModelFiles, name: str) -> np.ndarray:
     return data
 
 
-def _json(files: ModelFiles, name: str) -> dict[str, Any]:
+def read_small_json(files: ModelFiles, name: str) -> dict[str, Any]:
     try:
-        data = json.loads(_read_small(files, name).tobytes().decode("utf-8"))
+        data = json.loads(read_small(files, name).tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelError(f"{files.source}/{name} cannot be read as JSON: {e}") from None
     if not isinstance(data, dict):
@@ -84,7 +87,7 @@ def _check_policy(files: ModelFiles) -> tuple[dict[str, Any], list[str]]:
     names = list(files.names())
     if "config.json" not in names:
         raise ModelError(f"{files.source} has no config.json; it is not a model folder")
-    config = _json(files, "config.json")
+    config = read_small_json(files, "config.json")
     if "auto_map" in config:
         raise UnsafeModelError(
             f"{files.source} asks for remote code (auto_map in config.json); trustune never runs "
@@ -133,28 +136,43 @@ def state_dict_from_buffer(
 
 def load_classifier_from_files(files: ModelFiles) -> Any:
     """The sequence classifier of a model folder held in memory (built-in architectures only)."""
+    return model_from_files(
+        files, mapping="MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING",
+        what="transformers sequence classifier",
+    )  # fmt: skip
+
+
+def model_from_files(
+    files: ModelFiles, *, mapping: str, what: str, dtype: torch.dtype | None = None
+) -> Any:
+    """The model of a folder held in memory, of the class transformers' ``mapping`` (an
+    ``MODEL_FOR_..._MAPPING`` name) gives for its config; ``what`` names that kind of model in
+    errors. Built-in architectures only, after the folder's policy checks; ``dtype``: the
+    floating-point weights cast to it."""
     import transformers
 
     config_dict, weights = _check_policy(files)
     try:
         config = transformers.AutoConfig.for_model(**config_dict)
-        model_class: Any = transformers.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(config)]
+        model_class: Any = getattr(transformers, mapping)[type(config)]
     except (KeyError, ValueError, TypeError) as e:
         raise ModelError(
             f"{files.source}: model type {config_dict.get('model_type')!r} is not a built-in "
-            f"transformers sequence classifier ({e.__class__.__name__})"
+            f"{what} ({e.__class__.__name__})"
         ) from None
     state_dict: dict[str, torch.Tensor] = {}
     for weight_file in weights:
         state_dict.update(
             state_dict_from_buffer(files.read(weight_file), name=f"{files.source}/{weight_file}")
         )
+    if dtype is not None:
+        state_dict = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
     previous = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()
     try:
         model, info = model_class.from_pretrained(
             None, config=config, state_dict=state_dict, trust_remote_code=False,
-            output_loading_info=True,
+            output_loading_info=True, **({"dtype": dtype} if dtype is not None else {}),
         )  # fmt: skip
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -193,17 +211,19 @@ def load_tokenizer_from_files(files: ModelFiles) -> Any:
             f"{files.source} has no tokenizer.json; encrypted runs need a fast tokenizer "
             "(save the tokenizer with transformers' save_pretrained)"
         )
-    settings = _json(files, "tokenizer_config.json") if "tokenizer_config.json" in names else {}
+    settings = (
+        read_small_json(files, "tokenizer_config.json") if "tokenizer_config.json" in names else {}
+    )
     if "auto_map" in settings:
         raise UnsafeModelError(
             f"{files.source} asks for remote code (auto_map in tokenizer_config.json); trustune "
             "never runs code that ships with a model"
         )
     if "special_tokens_map.json" in names:
-        special = _json(files, "special_tokens_map.json")
+        special = read_small_json(files, "special_tokens_map.json")
         settings = {**{k: v for k, v in special.items() if isinstance(v, str)}, **settings}
     kwargs = {k: settings[k] for k in _TOKENIZER_KEYS if isinstance(settings.get(k), str | int)}
-    raw = _read_small(files, "tokenizer.json")
+    raw = read_small(files, "tokenizer.json")
     try:
         text = raw.tobytes().decode("utf-8")
         del raw

@@ -60,7 +60,7 @@ def check_checkpoint_folder(folder: Path) -> None:
         read_header(weights)  # malformed or renamed pickle: a clear error before any parser runs
 
 
-def _prepare(model: ResolvedModel) -> dict[str, Any]:
+def pretrained_kwargs(model: ResolvedModel) -> dict[str, Any]:
     if model.is_local:
         check_checkpoint_folder(Path(model.location))
     return {"trust_remote_code": False, "use_safetensors": True}
@@ -87,7 +87,7 @@ def load_classifier(
     head = dict(head or {})
     id2label = head.pop("id2label", id2label)
     num_labels = head.pop("num_labels", num_labels)
-    kwargs = _prepare(model)
+    kwargs = pretrained_kwargs(model)
     kwargs.update(head)  # problem_type
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation

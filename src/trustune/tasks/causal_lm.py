@@ -12,6 +12,7 @@ reads a per-example loss), and validation reports the loss per token and its per
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,6 +70,20 @@ def labeled_part(chat: Any) -> LabeledData:
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _holds_conversations(path: str, mtime_ns: int, size: int) -> bool:
+    """Whether a file's columns are those of a chat format other than plain text; cached by
+    the file's identity, since a run asks before choosing its defaults and again when reading."""
+    from trustune.data.conversations import ChatFormat, matching_formats
+    from trustune.data.readers import read_table
+
+    try:
+        frame = read_table(Path(path), max_chars=100_000)
+    except Exception:  # unreadable here: the labeled reader says what is wrong
+        return False
+    return bool(set(matching_formats(frame)) - {ChatFormat.TEXT})
+
+
 def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed next-token cross-entropy and the number of trained tokens, per example.
 
@@ -118,15 +133,12 @@ class CausalLM(Task):
 
     @classmethod
     def claims_file(cls, path: str | Path) -> bool:
-        from trustune.data.conversations import ChatFormat, matching_formats
-        from trustune.data.readers import read_table
-
+        p = Path(path)
         try:
-            frame = read_table(Path(path), max_chars=100_000)
-        except Exception:  # unreadable here: the labeled reader says what is wrong
+            stat = p.stat()
+        except OSError:  # the labeled reader says what is wrong
             return False
-        found = set(matching_formats(frame))
-        return bool(found - {ChatFormat.TEXT})
+        return _holds_conversations(str(p.resolve()), stat.st_mtime_ns, stat.st_size)
 
     @classmethod
     def with_defaults(cls, config: RunConfig) -> RunConfig:

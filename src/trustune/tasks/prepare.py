@@ -52,8 +52,8 @@ def prepare_training_data(config: RunConfig, *, adjust: Adjust | None = None) ->
     if dc.train_file is None:
         raise ConfigError("no training data: pass --data FILE (or data.train_file in the config)")
     own = task_of_file(config)
-    if own is not None and (read := own.read_data(own.with_defaults(config))) is not None:
-        config = own.with_defaults(config)
+    if own is not None and (read := own.read_data(defaults := own.with_defaults(config))):
+        config = defaults
         data, notes = read
         if config.task.type is TaskType.AUTO:
             notes = [f"task: {own.name} (detected from the file's columns); pass --task to "
